@@ -1,0 +1,114 @@
+"""pydantic-settings model: tokens, Redis, database, prices, grants, limits, model preset.
+
+Every variable is read from the environment (prefix ``TALKIES_``) or a `.env` file.
+Invalid values stop the process at start with a message naming the variable; a missing
+platform token only disables that frontend (see :meth:`Settings.frontend_problem`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TALKIES_"
+Platform = Literal["discord", "telegram"]
+IdList = Annotated[frozenset[str], NoDecode]
+
+
+class ConfigError(RuntimeError):
+    """A setting has an invalid value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """All configuration of talkies. Field ``x`` is read from ``TALKIES_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Platforms
+    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    discord_operator_ids: IdList = frozenset()
+    telegram_operator_ids: IdList = frozenset()
+    discord_test_guild_id: int | None = None
+    discord_shard_count: int | None = Field(default=None, ge=1)
+
+    # Services
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_path: Path = Path("talkies.sqlite3")
+
+    # Credits
+    video_price: int = Field(default=20, ge=0)
+    signup_grant: int = Field(default=200, ge=0)
+    daily_grant: int = Field(default=100, ge=0)
+    max_grant: int = Field(default=100_000, ge=1)
+
+    # Limits
+    max_prompt_chars: int = Field(default=600, ge=10)
+    min_clip_seconds: float = Field(default=1.0, gt=0)
+    max_clip_seconds: float = Field(default=10.0, gt=0)
+    default_clip_seconds: float = Field(default=5.0, gt=0)
+    max_jobs_per_user: int = Field(default=2, ge=1)
+    max_jobs_per_server: int = Field(default=6, ge=1)
+    job_timeout_s: int = Field(default=600, ge=10)
+
+    # Models
+    model_preset: str = "auto"
+    cache_dir: Path = Path.home() / ".cache" / "talkies"
+
+    @field_validator("discord_operator_ids", "telegram_operator_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept "1, 2,3" as well as a list."""
+        if isinstance(value, str):
+            items = [part.strip() for part in value.split(",") if part.strip()]
+            for item in items:
+                if not item.lstrip("-").isdigit():
+                    raise ValueError(f"{item!r} is not a numeric user id")
+            return frozenset(items)
+        return value
+
+    @model_validator(mode="after")
+    def _check_clip_bounds(self) -> Settings:
+        if not self.min_clip_seconds <= self.default_clip_seconds <= self.max_clip_seconds:
+            raise ValueError(
+                "clip seconds must satisfy TALKIES_MIN_CLIP_SECONDS <= "
+                "TALKIES_DEFAULT_CLIP_SECONDS <= TALKIES_MAX_CLIP_SECONDS"
+            )
+        return self
+
+    def token(self, platform: Platform) -> str | None:
+        secret = self.discord_token if platform == "discord" else self.telegram_token
+        value = secret.get_secret_value().strip() if secret else ""
+        return value or None
+
+    def frontend_problem(self, platform: Platform) -> str | None:
+        """Why this frontend cannot start, or None when it can."""
+        if self.token(platform) is None:
+            return (
+                f"{platform} frontend disabled: set {ENV_PREFIX}{platform.upper()}_TOKEN "
+                "to enable it"
+            )
+        return None
+
+    def operator_ids(self, platform: Platform) -> frozenset[str]:
+        return self.discord_operator_ids if platform == "discord" else self.telegram_operator_ids
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one readable :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            if error["loc"]:
+                lines.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']} (got {error['input']!r})")
+            else:
+                lines.append(error["msg"])
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
