@@ -1,0 +1,1 @@
+"""talkies bots: platform-neutral service, Discord and Telegram frontends, CLI."""

@@ -1,0 +1,35 @@
+"""What bots and GPU workers agree on: queue name, job function names, payload codec.
+
+Payloads and results travel through Redis as msgpack, never pickle (arq's default): whoever
+can write to Redis must not be able to run code on a worker or a bot. This module imports
+nothing heavy, so bots use it without torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+QUEUE_NAME = "talkies:queue"
+GENERATE_VIDEO = "generate_video"
+
+
+def _encode_extra(obj: Any) -> Any:
+    """Types arq may hand us that msgpack lacks: exceptions become plain data, never code."""
+    if isinstance(obj, BaseException):
+        return {"error_type": type(obj).__name__, "error": str(obj)}
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot serialize {type(obj).__name__} for the job queue")
+
+
+def serialize(data: dict[str, Any]) -> bytes:
+    return msgpack.packb(data, default=_encode_extra, use_bin_type=True)
+
+
+def deserialize(blob: bytes) -> dict[str, Any]:
+    data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    if not isinstance(data, dict):
+        raise ValueError("job data is not a map")
+    return data

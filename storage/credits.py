@@ -1,0 +1,268 @@
+"""The credit ledger: sign-up and daily grants, reservations, commits, refunds, grants, pools.
+
+The ledger is append-only (enforced by triggers); a user's available balance is the sum of
+their rows' ``delta``. Each rule is one transaction, and the one-per-X rules are also unique
+indexes, so concurrent commands can never overspend, double-grant or settle twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.database import Database, fetch_one, fetch_value
+from storage.errors import InsufficientCredits, PoolExhausted
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    id: int
+    platform: str
+    platform_user_id: str
+    signed_up_now: bool
+    daily_granted_now: bool
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    held: int
+    spent: int
+    daily_granted_today: bool
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    ledger_id: int
+    recipient_user_id: int
+    amount: int
+    grantor: str
+    server_id: str | None
+    reason: str
+    pool_balance_after: int | None
+
+
+class SettleOutcome(enum.Enum):
+    COMMITTED = "committed"
+    REFUNDED = "refunded"
+    ALREADY_COMMITTED = "already committed"
+    ALREADY_REFUNDED = "already refunded"
+    NO_RESERVATION = "no reservation"
+
+    @property
+    def charged(self) -> bool:
+        return self in (SettleOutcome.COMMITTED, SettleOutcome.ALREADY_COMMITTED)
+
+
+async def available_balance(conn: aiosqlite.Connection, user_id: int) -> int:
+    return await fetch_value(conn, "SELECT SUM(delta) FROM ledger WHERE user_id = ?", user_id)
+
+
+async def insert_reservation(
+    conn: aiosqlite.Connection, now: str, user_id: int, job_id: str, amount: int
+) -> None:
+    """Hold ``amount`` for ``job_id`` inside the caller's transaction, or raise."""
+    available = await available_balance(conn, user_id)
+    if available < amount:
+        raise InsufficientCredits(available, amount)
+    await conn.execute(
+        "INSERT INTO ledger (user_id, kind, delta, job_id, created_at) VALUES (?, 'reserve', ?, ?, ?)",
+        (user_id, -amount, job_id, now),
+    )
+
+
+async def settle_reservation(
+    conn: aiosqlite.Connection, now: str, job_id: str, kind: str
+) -> SettleOutcome:
+    """Commit or refund the reservation of ``job_id`` inside the caller's transaction."""
+    reserve = await fetch_one(
+        conn, "SELECT user_id, delta FROM ledger WHERE job_id = ? AND kind = 'reserve'", job_id
+    )
+    if reserve is None:
+        return SettleOutcome.NO_RESERVATION
+    settled = await fetch_one(
+        conn, "SELECT kind FROM ledger WHERE job_id = ? AND kind IN ('commit', 'refund')", job_id
+    )
+    if settled is not None:
+        return (
+            SettleOutcome.ALREADY_COMMITTED
+            if settled["kind"] == "commit"
+            else SettleOutcome.ALREADY_REFUNDED
+        )
+    delta = 0 if kind == "commit" else -int(reserve["delta"])
+    await conn.execute(
+        "INSERT INTO ledger (user_id, kind, delta, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        (reserve["user_id"], kind, delta, job_id, now),
+    )
+    return SettleOutcome.COMMITTED if kind == "commit" else SettleOutcome.REFUNDED
+
+
+class CreditLedger:
+    """Credit rules over a :class:`Database`. Amounts are validated by the caller (service)."""
+
+    def __init__(self, db: Database, *, signup_grant: int, daily_grant: int) -> None:
+        self.db = db
+        self.signup_grant = signup_grant
+        self.daily_grant = daily_grant
+
+    async def ensure_user(
+        self,
+        platform: str,
+        platform_user_id: str,
+        display_name: str | None = None,
+        *,
+        with_daily: bool = True,
+    ) -> UserAccount:
+        """Sign the user up (signup grant, exactly once) or give today's daily grant.
+
+        The sign-up grant stands in for the daily grant on the day of sign-up; from the next
+        UTC day on, the user's first command of each day adds the daily grant. Pass
+        ``with_daily=False`` when the user is only the target of someone else's command.
+        """
+        async with self.db.transaction() as conn:
+            now, today = self.db.now(), self.db.today()
+            cursor = await conn.execute(
+                "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
+                (platform, platform_user_id, display_name, now),
+            )
+            created = cursor.rowcount == 1
+            user_id = await fetch_value(
+                conn,
+                "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
+                platform,
+                platform_user_id,
+            )
+            signed_up = await self._insert_once(
+                conn,
+                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, self.signup_grant, today, now),
+            )
+            daily = False
+            if with_daily and not created:
+                signup_day = await fetch_one(
+                    conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+                )
+                if signup_day is None or signup_day["day"] != today:
+                    daily = await self._insert_once(
+                        conn,
+                        "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                        "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (user_id, self.daily_grant, today, now),
+                    )
+        return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
+
+    @staticmethod
+    async def _insert_once(conn: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> bool:
+        cursor = await conn.execute(sql, args)
+        return cursor.rowcount == 1
+
+    async def user_id(self, platform: str, platform_user_id: str) -> int | None:
+        async with self.db.reading() as conn:
+            row = await fetch_one(
+                conn,
+                "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
+                platform,
+                platform_user_id,
+            )
+        return int(row["id"]) if row else None
+
+    async def balance(self, user_id: int) -> Balance:
+        async with self.db.reading() as conn:
+            available = await available_balance(conn, user_id)
+            held = await fetch_value(
+                conn,
+                "SELECT -SUM(r.delta) FROM ledger r WHERE r.user_id = ? AND r.kind = 'reserve' "
+                "AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id "
+                "AND s.kind IN ('commit', 'refund'))",
+                user_id,
+            )
+            spent = await fetch_value(
+                conn,
+                "SELECT -SUM(r.delta) FROM ledger r JOIN ledger c ON c.job_id = r.job_id "
+                "AND c.kind = 'commit' WHERE r.user_id = ? AND r.kind = 'reserve'",
+                user_id,
+            )
+            daily = await fetch_value(
+                conn,
+                "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? "
+                "AND kind IN ('daily', 'signup')",
+                user_id,
+                self.db.today(),
+            )
+        return Balance(available, held, spent, daily > 0)
+
+    async def reserve(self, user_id: int, job_id: str, amount: int) -> None:
+        """Hold ``amount`` credits for ``job_id``; raises :class:`InsufficientCredits`."""
+        async with self.db.transaction() as conn:
+            await insert_reservation(conn, self.db.now(), user_id, job_id, amount)
+
+    async def commit(self, job_id: str) -> SettleOutcome:
+        async with self.db.transaction() as conn:
+            return await settle_reservation(conn, self.db.now(), job_id, "commit")
+
+    async def refund(self, job_id: str) -> SettleOutcome:
+        async with self.db.transaction() as conn:
+            return await settle_reservation(conn, self.db.now(), job_id, "refund")
+
+    async def grant(
+        self,
+        recipient_user_id: int,
+        amount: int,
+        *,
+        grantor: str,
+        reason: str,
+        from_pool: tuple[str, str] | None = None,
+    ) -> GrantRecord:
+        """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool."""
+        async with self.db.transaction() as conn:
+            now = self.db.now()
+            pool_after: int | None = None
+            server_id = from_pool[1] if from_pool else None
+            if from_pool is not None:
+                pool = await self._pool_balance(conn, *from_pool)
+                if pool < amount:
+                    raise PoolExhausted(pool, amount)
+                await conn.execute(
+                    "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
+                    "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
+                    (*from_pool, -amount, grantor, recipient_user_id, reason, now),
+                )
+                pool_after = pool - amount
+            cursor = await conn.execute(
+                "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
+                "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
+                (recipient_user_id, amount, grantor, server_id, reason, now),
+            )
+            ledger_id = int(cursor.lastrowid or 0)
+        return GrantRecord(
+            ledger_id, recipient_user_id, amount, grantor, server_id, reason, pool_after
+        )
+
+    async def fund_pool(
+        self, platform: str, server_id: str, amount: int, *, actor: str, reason: str
+    ) -> int:
+        """Add ``amount`` to a server's pool; returns the new pool balance."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, reason, "
+                "created_at) VALUES (?, ?, 'fund', ?, ?, ?, ?)",
+                (platform, server_id, amount, actor, reason, self.db.now()),
+            )
+            return await self._pool_balance(conn, platform, server_id)
+
+    async def pool_balance(self, platform: str, server_id: str) -> int:
+        async with self.db.reading() as conn:
+            return await self._pool_balance(conn, platform, server_id)
+
+    @staticmethod
+    async def _pool_balance(conn: aiosqlite.Connection, platform: str, server_id: str) -> int:
+        return await fetch_value(
+            conn,
+            "SELECT SUM(delta) FROM pool_ledger WHERE platform = ? AND server_id = ?",
+            platform,
+            server_id,
+        )

@@ -1,0 +1,195 @@
+"""Jobs: what was asked, by whom, where to deliver it, and how it ended.
+
+A job is created together with its credit reservation (one transaction) and ends together
+with its settlement: ``done`` commits the reservation, ``failed``/``cancelled`` refund it.
+Unfinished jobs are what a restarted bot re-attaches to.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from storage.credits import SettleOutcome, insert_reservation, settle_reservation
+from storage.database import Database, fetch_all, fetch_one, fetch_value
+from storage.errors import TooManyJobs
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+UNFINISHED = tuple(s.value for s in JobStatus if not s.finished)
+_UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    user_id: int
+    platform: str
+    kind: str
+    prompt: str
+    cost: int
+    server_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    delivery: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    user_id: int
+    platform: str
+    server_id: str | None
+    kind: str
+    prompt: str
+    params: dict[str, Any]
+    delivery: dict[str, Any]
+    cost: int
+    status: JobStatus
+    error: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Job:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            platform=row["platform"],
+            server_id=row["server_id"],
+            kind=row["kind"],
+            prompt=row["prompt"],
+            params=json.loads(row["params"]),
+            delivery=json.loads(row["delivery"]),
+            cost=row["cost"],
+            status=JobStatus(row["status"]),
+            error=row["error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, job: NewJob, *, max_per_user: int, max_per_server: int) -> Job:
+        """Check in-flight limits, reserve ``job.cost`` and record the job, atomically.
+
+        Raises :class:`TooManyJobs` or :class:`InsufficientCredits` and writes nothing.
+        """
+        async with self.db.transaction() as conn:
+            now = self.db.now()
+            mine = await fetch_value(
+                conn,
+                f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL})",
+                job.user_id,
+            )
+            if mine >= max_per_user:
+                raise TooManyJobs("user", mine, max_per_user)
+            if job.server_id is not None:
+                server = await fetch_value(
+                    conn,
+                    "SELECT COUNT(*) FROM jobs WHERE platform = ? AND server_id = ? "
+                    f"AND status IN ({_UNFINISHED_SQL})",
+                    job.platform,
+                    job.server_id,
+                )
+                if server >= max_per_server:
+                    raise TooManyJobs("server", server, max_per_server)
+            await insert_reservation(conn, now, job.user_id, job.id, job.cost)
+            await conn.execute(
+                "INSERT INTO jobs (id, user_id, platform, server_id, kind, prompt, params, "
+                "delivery, cost, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (
+                    job.id, job.user_id, job.platform, job.server_id, job.kind, job.prompt,
+                    json.dumps(job.params), json.dumps(job.delivery), job.cost, now, now,
+                ),
+            )
+            row = await fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job.id)
+        assert row is not None
+        return Job.from_row(row)
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.reading() as conn:
+            row = await fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job_id)
+        return Job.from_row(row) if row else None
+
+    async def unfinished(self) -> list[Job]:
+        """Jobs a (re)started bot must follow, oldest first."""
+        async with self.db.reading() as conn:
+            rows = await fetch_all(
+                conn,
+                f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, id",
+            )
+        return [Job.from_row(row) for row in rows]
+
+    async def in_flight(self, user_id: int) -> list[Job]:
+        async with self.db.reading() as conn:
+            rows = await fetch_all(
+                conn,
+                f"SELECT * FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL}) "
+                "ORDER BY created_at, id",
+                user_id,
+            )
+        return [Job.from_row(row) for row in rows]
+
+    async def mark(self, job_id: str, status: JobStatus, *, delivery: dict[str, Any] | None = None) -> bool:
+        """Move an unfinished job to another unfinished status (e.g. running, delivering).
+
+        Returns False when the job is already finished (a late progress report changes nothing).
+        """
+        if status.finished:
+            raise ValueError("use finish() or fail() to end a job")
+        async with self.db.transaction() as conn:
+            sets, args = "status = ?, updated_at = ?", [status.value, self.db.now()]
+            if delivery is not None:
+                sets += ", delivery = ?"
+                args.append(json.dumps(delivery))
+            cursor = await conn.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({_UNFINISHED_SQL})",
+                (*args, job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def finish(self, job_id: str) -> SettleOutcome:
+        """Delivered: commit the reservation and mark the job done (idempotent)."""
+        return await self._end(job_id, JobStatus.DONE, None)
+
+    async def fail(
+        self, job_id: str, error: str, *, status: JobStatus = JobStatus.FAILED
+    ) -> SettleOutcome:
+        """Not delivered: refund the reservation and record why (idempotent).
+
+        A job already committed stays done and charged: the outcome says so.
+        """
+        if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise ValueError("fail() ends a job as failed or cancelled")
+        return await self._end(job_id, status, error)
+
+    async def _end(self, job_id: str, status: JobStatus, error: str | None) -> SettleOutcome:
+        kind = "commit" if status is JobStatus.DONE else "refund"
+        async with self.db.transaction() as conn:
+            outcome = await settle_reservation(conn, self.db.now(), job_id, kind)
+            if outcome in (SettleOutcome.COMMITTED, SettleOutcome.REFUNDED):
+                await conn.execute(
+                    "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                    (status.value, error, self.db.now(), job_id),
+                )
+            return outcome

@@ -1,0 +1,108 @@
+"""Versioned schema migrations, applied in order and tracked with ``PRAGMA user_version``.
+
+Append new migrations to MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+_APPEND_ONLY = """
+CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
+CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: users, ledger, pools, jobs
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL CHECK (platform IN ('discord', 'telegram')),
+        platform_user_id TEXT NOT NULL,
+        display_name TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (platform, platform_user_id)
+    );
+
+    -- delta is the signed change to the user's available balance:
+    -- signup/daily/grant/refund > 0, reserve < 0, commit = 0 (it closes a reservation).
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('signup', 'daily', 'reserve', 'commit', 'refund', 'grant')),
+        delta INTEGER NOT NULL,
+        job_id TEXT,
+        day TEXT,
+        grantor TEXT,
+        server_id TEXT,
+        reason TEXT,
+        created_at TEXT NOT NULL,
+        CHECK (kind NOT IN ('signup', 'daily', 'grant') OR delta >= 0),
+        CHECK (kind != 'reserve' OR (delta <= 0 AND job_id IS NOT NULL)),
+        CHECK (kind != 'commit' OR (delta = 0 AND job_id IS NOT NULL)),
+        CHECK (kind != 'refund' OR (delta >= 0 AND job_id IS NOT NULL)),
+        CHECK (kind != 'daily' OR day IS NOT NULL),
+        CHECK (kind != 'grant' OR (grantor IS NOT NULL AND reason IS NOT NULL))
+    );
+    CREATE INDEX ledger_user ON ledger (user_id);
+    CREATE UNIQUE INDEX ledger_one_signup ON ledger (user_id) WHERE kind = 'signup';
+    CREATE UNIQUE INDEX ledger_one_daily ON ledger (user_id, day) WHERE kind = 'daily';
+    CREATE UNIQUE INDEX ledger_one_reserve ON ledger (job_id) WHERE kind = 'reserve';
+    CREATE UNIQUE INDEX ledger_one_settle ON ledger (job_id) WHERE kind IN ('commit', 'refund');
+
+    -- Server pools that operators fund and server admins grant from.
+    CREATE TABLE pool_ledger (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('fund', 'grant')),
+        delta INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        recipient_user_id INTEGER REFERENCES users (id),
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        CHECK (kind != 'fund' OR delta > 0),
+        CHECK (kind != 'grant' OR (delta < 0 AND recipient_user_id IS NOT NULL))
+    );
+    CREATE INDEX pool_server ON pool_ledger (platform, server_id);
+
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id),
+        platform TEXT NOT NULL,
+        server_id TEXT,
+        kind TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        delivery TEXT NOT NULL DEFAULT '{}',
+        cost INTEGER NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('queued', 'running', 'delivering', 'done', 'failed', 'cancelled')),
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX jobs_user_status ON jobs (user_id, status);
+    CREATE INDEX jobs_server_status ON jobs (platform, server_id, status);
+    """
+    + _APPEND_ONLY.format(table="ledger")
+    + _APPEND_ONLY.format(table="pool_ledger"),
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Apply every migration newer than the database; return the resulting version."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this talkies "
+            f"({len(MIGRATIONS)}): upgrade talkies"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)
