@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
+from redis.exceptions import RedisError
+
 from config.settings import Platform, Settings
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME
 from storage import (
@@ -265,7 +267,7 @@ class Service:
                 GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME
             )
             rank = await self.queue.zrank(QUEUE_NAME, job_id)
-        except (OSError, ConnectionError, TimeoutError) as exc:
+        except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
                 "queue_down", "The video queue is unreachable right now, so nothing was "

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
 
 QUEUE_NAME = "talkies:queue"
 GENERATE_VIDEO = "generate_video"
@@ -33,3 +35,17 @@ def deserialize(blob: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("job data is not a map")
     return data
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+async def create_queue_pool(url: str) -> ArqRedis:
+    """The arq pool bots enqueue through: our queue name and the msgpack codec."""
+    return await create_pool(
+        redis_settings(url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=QUEUE_NAME,
+    )
