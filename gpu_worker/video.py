@@ -1,0 +1,228 @@
+"""The visual stream: a diffusers text-to-video pipeline chosen by preset.
+
+Real presets load their checkpoint with ``<Pipeline>.from_pretrained(repo)`` from
+the Hugging Face cache. The ``tiny`` preset builds a real ``LTXPipeline`` from
+small configs with seeded random weights, saves it once under
+``<cache_dir>/tiny/`` and then loads it through the very same
+``from_pretrained`` call. Generation never touches the global torch RNG (the
+music stream samples with it in another thread): noise comes from a seeded
+``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from gpu_worker import compat
+from gpu_worker.presets import Preset, frame_count
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int], None]
+
+TINY_SEED = 20240601
+
+# Small configs for the tiny LTX pipeline. The VAE compresses 16x in space
+# (patch 2, three 2x levels) and 8x in time, like the real one's 32x/8x, so the
+# transformer sees few tokens and a 256x256 demo stays quick on a CPU.
+TINY_LTX_VAE: dict[str, Any] = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 16,
+    "block_out_channels": [16, 32, 32, 32], "decoder_block_out_channels": [16, 32, 32, 32],
+    "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1, 1],
+    "spatio_temporal_scaling": [True, True, True, False],
+    "decoder_spatio_temporal_scaling": [True, True, True, False],
+    "decoder_inject_noise": [False] * 5, "upsample_residual": [False] * 4,
+    "upsample_factor": [1] * 4, "timestep_conditioning": False,
+    "patch_size": 2, "patch_size_t": 1, "encoder_causal": True, "decoder_causal": False,
+}
+TINY_LTX_TRANSFORMER: dict[str, Any] = {
+    "in_channels": 16, "out_channels": 16, "patch_size": 1, "patch_size_t": 1,
+    "num_attention_heads": 4, "attention_head_dim": 16, "cross_attention_dim": 64,
+    "num_layers": 2, "caption_channels": 32,
+}
+TINY_T5: dict[str, Any] = {
+    "d_model": 32, "d_kv": 8, "num_heads": 4, "num_layers": 1, "d_ff": 64,
+    "dropout_rate": 0.0,
+}
+# Word pieces for the tiny T5 tokenizer (Unigram): whole words common in video
+# prompts, then single characters so any text still tokenizes.
+TINY_WORDS = (
+    "a an the of in on at with and to from over under into by is are "
+    "cat dog bird horse fish man woman child people car train boat plane robot dragon "
+    "city street forest beach ocean sea river lake mountain desert sky space room kitchen "
+    "rain snow storm wind fire water wave waves sun moon night day sunset sunrise light "
+    "runs running walks walking flies flying jumps jumping swims falls crashes explodes "
+    "dances dancing drives driving splash splashes thunder lightning footsteps door "
+    "red blue green yellow black white golden dark bright slow fast quiet loud calm epic "
+    "cinematic drone shot close up wide aerial view camera pan zoom music piano guitar drums"
+).split()
+TINY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:;\"()&"
+
+
+@dataclass
+class VideoModel:
+    """A loaded text-to-video pipeline and the preset it runs with."""
+
+    preset: Preset
+    pipeline: Any  # a diffusers DiffusionPipeline
+    device: torch.device
+    source: str  # hub repo id or local folder it was loaded from
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TALKIES_CACHE_DIR") or Path.home() / ".cache" / "talkies")
+
+
+def load_video_model(preset: Preset, device: str | torch.device = "cpu",
+                     cache_dir: str | Path | None = None) -> VideoModel:
+    """Load the preset's pipeline onto ``device`` (building the tiny one first if needed)."""
+    compat.prepare_torch_audio_stack()
+    import diffusers
+
+    device = torch.device(device)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = str(ensure_tiny_ltx(cache)) if preset.is_tiny else str(preset.video_repo)
+    pipeline_class = getattr(diffusers, preset.pipeline)
+    dtype = _dtype_for(preset, device)
+    # Without accelerate, from_pretrained initialises modules randomly before
+    # loading weights; fork_rng keeps that from moving the global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(dtype),
+                                                  **_low_memory_kwargs())
+    pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+
+
+def generate_frames(model: VideoModel, prompt: str, seconds: float, seed: int,
+                    on_step: StepCallback | None = None) -> tuple[np.ndarray, int]:
+    """Generate ``seconds`` of video: uint8 RGB frames (T, H, W, 3) and their fps.
+
+    ``on_step(done, total)`` is called after each denoising step. The same seed
+    gives the same frames; the global torch RNG is not used.
+    """
+    preset = model.preset
+    num_frames = frame_count(preset, seconds)
+    kwargs: dict[str, Any] = {
+        "prompt": prompt, "negative_prompt": preset.negative_prompt,
+        "width": preset.width, "height": preset.height, "num_frames": num_frames,
+        "num_inference_steps": preset.steps, "guidance_scale": preset.guidance,
+        "generator": torch.Generator("cpu").manual_seed(seed), "output_type": "np",
+    }
+    if "frame_rate" in inspect.signature(model.pipeline.__call__).parameters:
+        kwargs["frame_rate"] = preset.fps  # LTX scales its positional encoding by it
+    if on_step is not None:
+        kwargs["callback_on_step_end"] = _step_reporter(on_step, preset.steps)
+    with torch.inference_mode():
+        output = model.pipeline(**kwargs)
+    return _to_uint8(output.frames[0]), preset.fps
+
+
+def _step_reporter(on_step: StepCallback, total: int) -> Callable[..., dict]:
+    def callback(pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:
+        on_step(step + 1, total)
+        return tensors
+
+    return callback
+
+
+def _to_uint8(frames: Any) -> np.ndarray:
+    array = np.asarray(frames, dtype=np.float32)
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
+def _dtype_for(preset: Preset, device: torch.device) -> torch.dtype:
+    if device.type == "cpu":
+        return torch.float32
+    return getattr(torch, preset.torch_dtype)
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    import diffusers
+    from packaging.version import Version
+
+    # diffusers 0.42 renamed from_pretrained's torch_dtype to dtype (the old name warns).
+    new_name = Version(diffusers.__version__).release >= (0, 42)
+    return {"dtype": dtype} if new_name else {"torch_dtype": dtype}
+
+
+def _low_memory_kwargs() -> dict[str, Any]:
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        return {"low_cpu_mem_usage": False}  # silences diffusers' "install accelerate" notice
+    return {}
+
+
+# --- the tiny pipeline ------------------------------------------------------------
+
+
+def tiny_ltx_dir(cache_dir: str | Path) -> Path:
+    """Where the tiny LTX pipeline lives; the name changes whenever its configs do."""
+    spec = json.dumps([TINY_SEED, TINY_LTX_VAE, TINY_LTX_TRANSFORMER, TINY_T5, TINY_WORDS,
+                       TINY_CHARS], sort_keys=True)
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
+    return Path(cache_dir) / "tiny" / f"ltx-{digest}"
+
+
+def ensure_tiny_ltx(cache_dir: str | Path) -> Path:
+    """Build and save the tiny pipeline once; later calls (any process) reuse it."""
+    target = tiny_ltx_dir(cache_dir)
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_tiny_ltx_pipeline().save_pretrained(staging)
+        os.rename(staging, target)  # atomic: a racing process either wins or finds ours
+        log.info("built tiny LTX pipeline at %s", target)
+    except OSError:
+        if not (target / "model_index.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def build_tiny_ltx_pipeline() -> Any:
+    """A real LTXPipeline from tiny configs, random weights seeded with TINY_SEED."""
+    compat.prepare_torch_audio_stack()
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_tiny_t5_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        vae = AutoencoderKLLTXVideo(**TINY_LTX_VAE)
+        transformer = LTXVideoTransformer3DModel(**TINY_LTX_TRANSFORMER)
+        text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), **TINY_T5))
+    return LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                       text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                       transformer=transformer)
+
+
+def build_tiny_t5_tokenizer() -> Any:
+    """A T5 (Unigram) tokenizer made from TINY_WORDS and TINY_CHARS, no files needed."""
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + word, -3.0) for word in TINY_WORDS]
+    vocab += [(char, -6.0) for char in TINY_CHARS]
+    vocab += [("\u2581" + char, -5.0) for char in TINY_CHARS]
+    unique: dict[str, float] = {}
+    for piece, score in vocab:
+        unique.setdefault(piece, score)  # "\u2581a" is both a word and a character
+    return T5Tokenizer(vocab=list(unique.items()), extra_ids=0)
