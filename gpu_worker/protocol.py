@@ -49,3 +49,19 @@ async def create_queue_pool(url: str) -> ArqRedis:
         job_deserializer=deserialize,
         default_queue_name=QUEUE_NAME,
     )
+
+
+# -- progress -------------------------------------------------------------------------------
+# Workers publish progress two ways: the latest state in a small hash with a TTL (so a bot
+# that (re)attaches late reads where the job is) and the same fields on a pub/sub channel (so
+# watchers are pushed updates instead of polling). Fields: stage, percent (0-100 overall),
+# detail (human text), worker, ts (unix seconds).
+PROGRESS_TTL_S = 24 * 3600
+
+
+def progress_key(job_id: str) -> str:
+    return f"talkies:progress:{job_id}"
+
+
+def progress_channel(job_id: str) -> str:
+    return f"talkies:progress-events:{job_id}"

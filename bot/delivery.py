@@ -1,0 +1,88 @@
+"""What the job watcher hands to a frontend: progress, the finished video, failures.
+
+Each frontend (Discord, Telegram) implements :class:`Frontend`; the watcher
+(:mod:`bot.watcher`) calls it, and commits or refunds credits from what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from config.settings import Platform
+from storage import Job
+
+JobState = Literal["queued", "running", "delivering"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress update for a job, ready to show (``text``) or to format yourself."""
+
+    job_id: str
+    state: JobState
+    queue_position: int | None = None
+    stage: str | None = None
+    percent: float | None = None
+    detail: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.state == "queued":
+            if self.queue_position:
+                return f"Queued: position {self.queue_position}"
+            return "Queued: waiting for a GPU worker"
+        if self.state == "delivering":
+            return "Uploading your video..."
+        parts = ["Generating"]
+        if self.stage:
+            parts.append(f"- {self.stage}")
+        if self.percent is not None:
+            parts.append(f"({self.percent:.0f}%)")
+        if self.detail:
+            parts.append(f"- {self.detail}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    job_id: str
+    mp4: bytes
+    duration_s: float
+    width: int
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.mp4)
+
+    @property
+    def filename(self) -> str:
+        return f"talkies-{self.job_id[:8]}.mp4"
+
+
+class DeliveryError(Exception):
+    """The platform refused or lost the upload; the user will be refunded."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Frontend(Protocol):
+    """A chat platform, as the watcher sees it."""
+
+    platform: Platform
+
+    async def show_progress(self, job: Job, progress: Progress) -> None:
+        """Edit the user's status message (rate limiting is the frontend's job)."""
+
+    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+        """Upload the MP4 where ``job.delivery`` says; return only once it is confirmed.
+
+        Raise :class:`DeliveryError` when it could not be delivered.
+        """
+
+    async def report_failure(self, job: Job, message: str) -> None:
+        """Tell the user the video failed (they have been refunded)."""
