@@ -1,0 +1,493 @@
+"""Split one natural prompt into a visual prompt and an audio plan.
+
+`plan_prompt("A lighthouse in a storm, soft piano building to a crescendo")` gives a
+visual prompt for the video model ("A lighthouse in a storm") and an `AudioPlan`: music
+(instruments, genre, mood, tempo, a MusicGen description), ambience (environment, sounds,
+an AudioGen description), sound effects tied to actions, and dynamics (shape + silences).
+
+Explicit audio phrases win over inference; a prompt with no audio words still gets music
+and an ambience inferred from its scene. The taxonomy below is plain data: extend it freely.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------- dataclasses
+
+DYNAMIC_SHAPES = ("steady", "crescendo", "starts_quiet", "decrescendo", "fade_out")
+
+
+@dataclass(frozen=True)
+class MusicPlan:
+    enabled: bool
+    instruments: tuple[str, ...]
+    genre: str | None
+    mood: str
+    tempo_bpm: int
+    description: str  # text for MusicGen
+    explicit: bool  # the user named music, instruments, genre or mood
+
+
+@dataclass(frozen=True)
+class AmbiencePlan:
+    enabled: bool
+    environment: str | None
+    sounds: tuple[str, ...]
+    description: str  # text for AudioGen
+
+
+@dataclass(frozen=True)
+class SfxCue:
+    label: str  # short name, e.g. "door slam"
+    description: str  # text for AudioGen
+    trigger: str  # the prompt words that asked for it
+    event_kind: str  # visual event it fits best: "impact", "flash", "cut" or "any"
+
+
+@dataclass(frozen=True)
+class SilenceSpan:
+    start: float  # fraction of the clip, 0..1
+    end: float
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    shape: str  # one of DYNAMIC_SHAPES
+    silences: tuple[SilenceSpan, ...] = ()
+
+
+@dataclass(frozen=True)
+class AudioPlan:
+    prompt: str
+    visual_prompt: str
+    music: MusicPlan
+    ambience: AmbiencePlan
+    sfx: tuple[SfxCue, ...]
+    dynamics: Dynamics
+
+
+# ---------------------------------------------------------------- taxonomy
+
+# (regex, canonical name); longer phrases first.
+INSTRUMENTS: list[tuple[str, str]] = [
+    (r"acoustic guitars?", "acoustic guitar"),
+    (r"electric guitars?", "electric guitar"),
+    (r"bass guitars?|electric bass|double bass|upright bass|basslines?", "bass"),
+    (r"synth(?:esi[sz]er)? pads?|pads", "synth pads"),
+    (r"electric pianos?|rhodes", "electric piano"),
+    (r"(?:grand )?pianos?", "piano"),
+    (r"guitars?", "guitar"),
+    (r"synth(?:esi[sz]er)?s?|arpeggiators?", "synthesizer"),
+    (r"string quartet|strings|violins?|violas?|cellos?", "strings"),
+    (r"drum ?kits?|drums?|drumbeats?|percussion|taiko", "drums"),
+    (r"808s?|sub ?bass|bass", "bass"),
+    (r"flutes?", "flute"),
+    (r"sax(?:ophone)?s?", "saxophone"),
+    (r"trumpets?|brass|horn section|french horns?", "brass"),
+    (r"harps?", "harp"),
+    (r"choir|choral|chants?", "choir"),
+    (r"(?:church |pipe )?organs?", "organ"),
+    (r"ukuleles?", "ukulele"),
+    (r"banjos?", "banjo"),
+    (r"harmonicas?", "harmonica"),
+    (r"accordions?", "accordion"),
+    (r"marimbas?|xylophones?|vibraphones?", "mallets"),
+    (r"music ?box|bells|chimes|glockenspiel", "bells"),
+]
+
+GENRES: dict[str, str] = {  # regex -> canonical genre
+    r"lo-?fi": "lo-fi",
+    r"jazz(?:y)?": "jazz",
+    r"blues(?:y)?": "blues",
+    r"rock (?:music|band|song|track|guitar)|hard rock|punk rock|rock ?(?:'n'|and|n) ?roll": "rock",
+    r"heavy metal|metal (?:music|band|song)|metalcore": "metal",
+    r"classical": "classical",
+    r"orchestral|orchestra|symphonic": "orchestral",
+    r"cinematic (?:music|score|soundtrack)|film score": "cinematic",
+    r"electronic|edm|electro": "electronic",
+    r"techno": "techno",
+    r"house music|deep house": "house",
+    r"trance": "trance",
+    r"drum and bass|drum ?n ?bass|dnb": "drum and bass",
+    r"hip[- ]?hop|trap (?:beat|music)|rap (?:music|beat)|rapping": "hip hop",
+    r"ambient": "ambient",
+    r"synthwave|retrowave|80s synth": "synthwave",
+    r"folk(?:sy)?": "folk",
+    r"country (?:music|song)": "country",
+    r"reggae": "reggae",
+    r"funk(?:y)?": "funk",
+    r"pop (?:music|song)|synth-?pop|k-?pop|pop": "pop",
+    r"chiptune|8-bit": "chiptune",
+    r"waltz": "waltz",
+}
+
+MOODS: dict[str, str] = {  # word regex -> canonical mood
+    r"calm(?:ing)?|meditative|meditation|peaceful|serene|relax(?:ing|ed)?|tranquil|soothing|"
+    r"chill|gentle|soft|mellow|lullaby": "calm",
+    r"tense|tension|suspense(?:ful)?|ominous|anxious|nervous|thriller|foreboding": "tense",
+    r"energetic|energy|driving|upbeat|pumping|frantic|intense|powerful|fast-paced|action": "energetic",
+    r"happy|joyful|joyous|cheerful|playful|fun|whimsical|festive": "happy",
+    r"sad|melanchol(?:y|ic)|somber|sombre|mournful|tragic|wistful|lonely|grief": "sad",
+    r"epic|heroic|triumphant|majestic": "epic",
+    r"myster(?:y|ious)|eerie|haunting|spooky|creepy|uncanny": "mysterious",
+    r"dark|sinister|menacing|brooding|gloomy": "dark",
+    r"romantic|tender|loving|love": "romantic",
+    r"dreamy|ethereal|floating|hazy|nostalgic|magical": "dreamy",
+    r"uplifting|hopeful|inspiring|inspirational|bright": "uplifting",
+}
+
+MOOD_DEFAULTS: dict[str, tuple[int, str | None, tuple[str, ...]]] = {
+    # mood -> (tempo bpm, genre, instruments) used when the prompt names none
+    "calm": (70, "ambient", ("piano", "synth pads")),
+    "tense": (90, "cinematic", ("strings", "drums")),
+    "energetic": (128, "electronic", ("drums", "bass", "synthesizer")),
+    "happy": (112, "pop", ("acoustic guitar", "ukulele", "drums")),
+    "sad": (66, "classical", ("piano", "strings")),
+    "epic": (100, "orchestral", ("strings", "brass", "drums")),
+    "mysterious": (80, "ambient", ("synth pads", "bells")),
+    "dark": (80, "cinematic", ("synthesizer", "strings")),
+    "romantic": (76, "classical", ("piano", "strings")),
+    "dreamy": (74, "ambient", ("synth pads", "electric piano")),
+    "uplifting": (110, "cinematic", ("piano", "strings", "drums")),
+    "neutral": (100, "cinematic", ("piano", "strings")),
+}
+
+GENRE_MOOD: dict[str, str] = {
+    "lo-fi": "calm", "ambient": "calm", "classical": "calm", "jazz": "happy", "folk": "happy",
+    "pop": "happy", "funk": "happy", "reggae": "happy", "country": "happy", "waltz": "romantic",
+    "rock": "energetic", "metal": "energetic", "electronic": "energetic", "techno": "energetic",
+    "house": "energetic", "trance": "energetic", "drum and bass": "energetic",
+    "hip hop": "energetic", "synthwave": "dreamy", "chiptune": "happy", "orchestral": "epic",
+    "blues": "sad", "cinematic": "neutral",
+}
+GENRE_TEMPO: dict[str, int] = {
+    "lo-fi": 80, "jazz": 110, "blues": 84, "rock": 120, "metal": 140, "classical": 90,
+    "orchestral": 96, "electronic": 124, "techno": 130, "house": 124, "trance": 138,
+    "drum and bass": 174, "hip hop": 90, "ambient": 70, "synthwave": 100, "folk": 96,
+    "country": 104, "reggae": 80, "funk": 108, "pop": 116, "chiptune": 140, "waltz": 90,
+    "cinematic": 90,
+}
+GENRE_INSTRUMENTS: dict[str, tuple[str, ...]] = {
+    "lo-fi": ("electric piano", "drums", "bass"), "jazz": ("piano", "bass", "drums", "saxophone"),
+    "blues": ("guitar", "harmonica"), "rock": ("electric guitar", "bass", "drums"),
+    "metal": ("electric guitar", "drums"), "classical": ("piano", "strings"),
+    "orchestral": ("strings", "brass", "drums"), "electronic": ("synthesizer", "drums", "bass"),
+    "techno": ("synthesizer", "drums"), "house": ("synthesizer", "drums", "bass"),
+    "trance": ("synthesizer", "synth pads"), "drum and bass": ("drums", "bass"),
+    "hip hop": ("drums", "bass", "piano"), "ambient": ("synth pads",),
+    "synthwave": ("synthesizer", "drums"), "folk": ("acoustic guitar",),
+    "country": ("acoustic guitar", "banjo"), "reggae": ("guitar", "bass", "drums"),
+    "funk": ("bass", "guitar", "drums"), "pop": ("synthesizer", "drums"),
+    "chiptune": ("synthesizer",), "waltz": ("strings", "piano"), "cinematic": ("strings", "piano"),
+}
+
+# Ambience sounds the user may name directly: regex -> sound description.
+SOUNDS: list[tuple[str, str]] = [
+    (r"waves?|surf", "waves"),
+    (r"seagulls?|gulls?", "seagulls"),
+    (r"thunder(?:storm)?s?|lightning", "thunder"),
+    (r"rain(?:drops?|fall|ing|y|s)?|drizzl\w*|downpour", "rain"),
+    (r"wind(?:y|s)?|breeze|gusts?", "wind"),
+    (r"(?:tall )?grass(?:es)?|meadows?|fields? of", "rustling grass"),
+    (r"leaves", "rustling leaves"),
+    (r"birds?(?:ong)?s?|birdsong|chirping", "birdsong"),
+    (r"crickets?", "crickets"),
+    (r"traffic|cars?|honking", "traffic"),
+    (r"crowds?|people|chatter", "crowd chatter"),
+    (r"streams?|rivers?|brooks?|creeks?", "flowing water"),
+    (r"waterfalls?", "waterfall"),
+    (r"fire(?:place)?|campfire|flames?|bonfire", "crackling fire"),
+    (r"bubbles?", "bubbles"),
+    (r"clock ticking|ticking", "clock ticking"),
+    (r"machines?|machinery|factory", "machinery hum"),
+]
+
+# Scenes: regex -> (environment, ambience sounds, default mood, genre or None)
+SCENES: list[tuple[str, tuple[str, tuple[str, ...], str, str | None]]] = [
+    (r"underwater|under the sea|coral reef|scuba|submarine|deep sea",
+     ("underwater", ("underwater rumble", "bubbles"), "dreamy", "ambient")),
+    (r"outer space|space ?station|spaceship|astronaut|in space|galaxy|nebula|planets?|orbit",
+     ("space", ("low spaceship hum", "soft electronic drone"), "dreamy", "ambient")),
+    (r"thunderstorm|storm(?:y)?|lighthouse|hurricane|tempest",
+     ("storm", ("rain", "thunder", "wind"), "tense", "cinematic")),
+    (r"beach|ocean|sea(?:side|shore)?|coast(?:al)?|shore|waves?|cliffs?",
+     ("beach", ("waves", "seagulls"), "calm", None)),
+    (r"forest|woods?|jungle|trees|woodland",
+     ("forest", ("birdsong", "wind", "rustling leaves"), "calm", None)),
+    (r"meadows?|(?:tall )?grass(?:es|land)?|prairie|fields?|savanna",
+     ("meadow", ("wind", "rustling grass", "insects buzzing"), "calm", None)),
+    (r"city|street|downtown|traffic|new york|tokyo|urban|highway|intersection",
+     ("city", ("traffic", "crowd chatter", "distant horns"), "energetic", "lo-fi")),
+    (r"caf[eé]|coffee ?shop|restaurant|bar|diner|pub",
+     ("cafe", ("crowd chatter", "clinking cups"), "happy", "jazz")),
+    (r"desert|dunes?|sahara|canyon",
+     ("desert", ("dry wind", "sand blowing"), "mysterious", None)),
+    (r"rain(?:y|ing|fall|drops?)?|drizzl\w*|downpour",
+     ("rain", ("rain", "distant thunder"), "sad", None)),
+    (r"campfire|bonfire|fireplace|fire ?pit|flames|burning",
+     ("campfire", ("crackling fire", "crickets"), "calm", "folk")),
+    (r"snow(?:y|fall)?|blizzard|winter|arctic|frozen|ice",
+     ("snow", ("cold wind", "crunching snow"), "calm", None)),
+    (r"mountains?|peaks?|summit|valley",
+     ("mountains", ("wind", "distant birds"), "epic", "orchestral")),
+    (r"river|stream|waterfall|lake|pond",
+     ("river", ("flowing water", "birdsong"), "calm", None)),
+    (r"battle|war|battlefield|army|soldiers|sword fight",
+     ("battlefield", ("distant explosions", "shouting"), "epic", "orchestral")),
+    (r"night|midnight|moonlit|moon",
+     ("night", ("crickets", "soft wind"), "mysterious", None)),
+    (r"party|club|concert|festival|dance floor",
+     ("party", ("crowd cheering",), "energetic", "electronic")),
+    (r"factory|workshop|laboratory|lab|engine room",
+     ("factory", ("machinery hum",), "dark", None)),
+    (r"train|subway|station|airport",
+     ("station", ("crowd chatter", "train rumble"), "energetic", None)),
+    (r"farm|barn|countryside|village",
+     ("countryside", ("birdsong", "distant animals"), "happy", "folk")),
+]
+
+# Sound effects: regex -> (label, AudioGen description, event kind)
+SFX: list[tuple[str, tuple[str, str, str]]] = [
+    (r"doors? (?:\w+ )?slams?|slams? (?:the |a )?doors?|slamm\w+ (?:the |a )?doors?",
+     ("door slam", "a heavy wooden door slamming shut", "impact")),
+    (r"(?<!waves )(?<!wave )\bcrash(?:es|ed|ing)?\b|collid\w+|collision|smash\w*|wreck\w*",
+     ("crash", "a loud crash impact", "impact")),
+    (r"thunder(?:clap|bolt)?s?|lightning(?: strikes?| bolts?)?",
+     ("thunder", "a sharp thunder clap", "flash")),
+    (r"splash\w*|dives?|diving|jumps? into the (?:water|pool|lake|sea|river)|cannonball",
+     ("splash", "a water splash", "impact")),
+    (r"footsteps?|walk(?:s|ing)?|stroll\w*|runs?|running|sprint\w*|steps",
+     ("footsteps", "footsteps on the ground", "any")),
+    (r"explo(?:des?|sions?|ding)|blasts?|detonat\w+|blows? up",
+     ("explosion", "a big explosion", "flash")),
+    (r"gunshots?|gunfire|shoots?|shooting|fires a gun",
+     ("gunshot", "a single gunshot", "impact")),
+    (r"shatter\w*|glass break\w*|breaks? (?:the |a )?(?:glass|window)",
+     ("glass shattering", "glass shattering", "impact")),
+    (r"bounc\w+", ("bounce", "a ball bouncing on a hard floor", "impact")),
+    (r"knock\w*", ("knock", "knocking on a wooden door", "impact")),
+    (r"bells? ring\w*|rings? (?:a |the )?bell|doorbell", ("bell", "a bell ringing", "any")),
+    (r"honk\w*|car horns?", ("car horn", "a car horn honking", "any")),
+    (r"bark\w*", ("dog bark", "a dog barking", "any")),
+    (r"punch\w*|kicks?|kicking|hits? (?:the|a|him|her)|slaps?", ("punch", "a punch impact", "impact")),
+    (r"claps?|clapping|applau\w+", ("applause", "people clapping and applauding", "any")),
+    (r"scream\w*|shouts?|yell\w*", ("scream", "a person screaming", "any")),
+    (r"whoosh\w*|swoosh\w*|swings? (?:a |the )?(?:sword|bat)|zooms? (?:past|by)",
+     ("whoosh", "a fast whoosh", "any")),
+    (r"fireworks?", ("fireworks", "fireworks exploding", "flash")),
+    (r"falls? (?:down|over|to the ground)|drops? (?:a |the )?\w+|thud",
+     ("thud", "a heavy thud", "impact")),
+]
+
+# Dynamics, checked in this order (first match wins). The third item is False for
+# words that are ambiguous in a visual clause ("a tall building", "the rising sun"):
+# those count only in audio clauses.
+SHAPE_PATTERNS: list[tuple[str, str, bool]] = [
+    (r"start(?:s|ing)? (?:out )?(?:very )?(?:quiet|soft|calm|slow|gentle)\w*|"
+     r"begin(?:s|ning)? (?:very )?(?:quiet|soft|calm|gentle)\w*|quiet (?:at first|then)|"
+     r"soft (?:at first|then)", "starts_quiet", True),
+    (r"fad(?:e|es|ing) (?:out|away|to silence)|dies away", "fade_out", True),
+    (r"decrescendo|diminuendo|getting quieter|grow(?:s|ing)? quieter|"
+     r"dying down|winding down", "decrescendo", True),
+    (r"calm(?:s|ing)? down|receding|settl(?:es|ing) down|falling", "decrescendo", False),
+    (r"crescendo|grow(?:s|ing)? louder|getting louder|intensif(?:y|ies|ying)|escalat\w+",
+     "crescendo", True),
+    (r"build(?:s|ing)?(?: up)?|swell(?:s|ing)?|rising|rises|climax", "crescendo", False),
+]
+
+# Explicit silences: regex -> (start, end) as fractions of the clip.
+SILENCE_PATTERNS: list[tuple[str, tuple[float, float]]] = [
+    (r"silen(?:ce|t) at the (?:very )?(?:end|close)|ends? (?:in|with) (?:a )?silence|"
+     r"(?:then|into|before) (?:total |complete )?silence$|followed by silence|"
+     r"silent ending|(?:cuts?|drops?) to silence", (0.82, 1.0)),
+    (r"silen(?:ce|t) at the (?:start|beginning)|(?:starts?|begins?|opens?) (?:in|with) (?:a )?silence|"
+     r"silent (?:opening|intro)", (0.0, 0.15)),
+    (r"(?:a )?moments? of silence|silent pause|pause of silence|sudden silence|brief silence|"
+     r"beat of silence|silence in the middle|dramatic pause|(?:a )?pause", (0.45, 0.6)),
+]
+
+# Words that make a clause audio-only (it is then dropped from the visual prompt).
+AUDIO_MARKERS = (
+    r"music(?:al)?|soundtrack|score|melod(?:y|ies|ic)|tunes?|songs?|sounds?|audio|ambience|"
+    r"ambient noise|noises?|silence|silent pause|crescendo|decrescendo|diminuendo|bpm|tempo|"
+    r"beats?|rhythm|hear(?:ing)?|volume|loudly"
+)
+# Words allowed in a clause that is still "just audio" (besides instruments, genres, moods).
+AUDIO_FILLER = (
+    r"a|an|the|and|or|with|of|some|very|slow(?:ly)?|fast|loud|quiet(?:ly)?|soft(?:ly)?|"
+    r"low|high|deep|light|warm|heavy|subtle|building|build(?:s)?|rising|intensifying|"
+    r"intensifies|starting|starts|start|begins?|beginning|then|to|into|up|gradually|"
+    r"playing|plays|in|background|gentle|slowly|growing|louder|fading|fades?|out|away|"
+    r"minimal|lush|sparse|atmospheric|moody|pads?|plucked|strummed|layered|at|first|end|"
+    r"moment|pause|long|short|brief|sudden|dramatic|little|bit|more|less|sound|by|"
+    r"accompanied|backed|over|under|underneath|behind|set|feel|vibe|style|tone"
+)
+
+_CLAUSE_SPLIT = re.compile(
+    r"([,;.!?]+|\s+(?:with|while|and then|then|and|over|as|accompanied by|backed by|set to|"
+    r"featuring|plus|to the sound of)\s+)",
+    re.IGNORECASE,
+)
+_NO_MUSIC = re.compile(r"\b(?:no|without)\s+(?:any\s+)?(?:music|soundtrack|score)\b", re.I)
+_NO_AMBIENCE = re.compile(r"\b(?:no|without)\s+(?:any\s+)?(?:ambience|background (?:noise|sound))\b", re.I)
+_EXPLICIT_AMBIENCE = re.compile(
+    r"\b(?:sounds? of|noises? of|ambience of|hear(?:ing)?|to the sound of|ambience:?)\s+([^,;.!?]+)",
+    re.I,
+)
+_BPM = re.compile(r"\b(\d{2,3})\s*bpm\b", re.I)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _find(pattern: str, text: str) -> re.Match[str] | None:
+    return re.search(rf"\b(?:{pattern})\b", text, re.IGNORECASE)
+
+
+def _all_matches(table: list[tuple[str, object]], text: str) -> list[tuple[int, str, object]]:
+    """(position, matched text, value) for each table entry found, first occurrence, by position."""
+    found = []
+    taken: list[tuple[int, int]] = []
+    for pattern, value in table:
+        for m in re.finditer(rf"\b(?:{pattern})\b", text, re.IGNORECASE):
+            if any(m.start() < e and s < m.end() for s, e in taken):
+                continue  # a longer phrase earlier in the table already owns these words
+            taken.append(m.span())
+            found.append((m.start(), m.group(0), value))
+            break
+    return sorted(found, key=lambda f: f[0])
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _is_audio_clause(clause: str) -> bool:
+    text = clause.strip()
+    if not text:
+        return True
+    if _find(AUDIO_MARKERS, text) or any(_find(p, text) for p, _, strong in SHAPE_PATTERNS if strong):
+        return True
+    rest = text
+    vocab = [p for p, _ in INSTRUMENTS] + list(GENRES) + list(MOODS) + [p for p, _, _ in SHAPE_PATTERNS]
+    for pattern in vocab + [AUDIO_FILLER]:
+        rest = re.sub(rf"\b(?:{pattern})\b", " ", rest, flags=re.IGNORECASE)
+    return not re.sub(r"[\s\W]+", "", rest)
+
+
+def _split_prompt(prompt: str) -> tuple[str, str]:
+    """(visual text, audio text): clauses that are only about sound go to the audio text."""
+    parts = _CLAUSE_SPLIT.split(prompt)
+    sides: dict[bool, list[str]] = {True: [], False: []}
+    for i in range(0, len(parts), 2):
+        side = sides[_is_audio_clause(parts[i])]
+        if side and i:
+            side.append(parts[i - 1])
+        side.append(parts[i])
+    visual, audio = ("".join(sides[k]).strip(" ,;") for k in (False, True))
+    return re.sub(r"\s+", " ", visual), re.sub(r"\s+", " ", audio)
+
+
+# ---------------------------------------------------------------- the plan
+
+def _dynamics(text: str, audio_text: str) -> Dynamics:
+    """Shape and silences; ambiguous words and silences count only in audio clauses."""
+    shape = next((s for p, s, _ in SHAPE_PATTERNS if _find(p, audio_text)), None)
+    shape = shape or next((s for p, s, strong in SHAPE_PATTERNS if strong and _find(p, text)), "steady")
+    silences = [SilenceSpan(a, b) for p, (a, b) in SILENCE_PATTERNS if _find(p, audio_text)]
+    return Dynamics(shape, tuple(sorted(silences, key=lambda s: s.start)))
+
+
+def _scenes(text: str) -> list[tuple[str, tuple[str, ...], str, str | None]]:
+    """Scenes named in the text, most specific first (table order: storm before night)."""
+    order = {id(value): i for i, (_, value) in enumerate(SCENES)}
+    found = [value for _, _, value in _all_matches(SCENES, text)]
+    return sorted(found, key=lambda v: order[id(v)])  # type: ignore[return-value]
+
+
+def _music(text: str, scenes: list, dynamics: Dynamics) -> MusicPlan:
+    instruments = _unique([v for _, _, v in _all_matches(INSTRUMENTS, text)])  # type: ignore[misc]
+    genres = [v for _, _, v in _all_matches(list(GENRES.items()), text)]
+    moods = _unique([v for _, _, v in _all_matches(list(MOODS.items()), text)])  # type: ignore[misc]
+    genre = genres[0] if genres else None
+    explicit = bool(instruments or genre or _find(r"music|soundtrack|score|melody|song", text))
+    scene_mood = scenes[0][2] if scenes else GENRE_MOOD.get(genre or "", "neutral")
+    mood = moods[0] if moods else scene_mood
+    if genre is None and not instruments:
+        genre = (scenes[0][3] if scenes and scenes[0][3] else None) or MOOD_DEFAULTS[mood][1]
+    if not instruments:
+        instruments = GENRE_INSTRUMENTS.get(genre or "", ()) or MOOD_DEFAULTS[mood][2]
+    tempo = _tempo(text, mood if moods else None, genre, scene_mood)
+    words = list(moods[:2]) or [mood]
+    if words == ["neutral"]:
+        words = []
+    desc = " ".join(words + ([genre] if genre else []) + ["music"])
+    desc += f" with {', '.join(instruments)}, {tempo} bpm"
+    shape_text = {
+        "crescendo": ", building to a crescendo", "starts_quiet": ", starting quiet then intensifying",
+        "decrescendo": ", gradually calming down", "fade_out": ", fading out at the end",
+    }.get(dynamics.shape, "")
+    return MusicPlan(
+        enabled=not _NO_MUSIC.search(text), instruments=instruments, genre=genre, mood=mood,
+        tempo_bpm=tempo, description=desc + shape_text, explicit=explicit,
+    )
+
+
+def _tempo(text: str, mood: str | None, genre: str | None, scene_mood: str) -> int:
+    if m := _BPM.search(text):
+        return max(40, min(220, int(m.group(1))))
+    if mood is not None:
+        tempo = MOOD_DEFAULTS[mood][0]
+    elif genre in GENRE_TEMPO:
+        tempo = GENRE_TEMPO[genre]
+    else:
+        tempo = MOOD_DEFAULTS[scene_mood][0]
+    if _find(r"fast|quick|rapid|uptempo|up-tempo|driving|frantic", text):
+        tempo = max(tempo, 128)
+    if _find(r"slow(?:ly)?|languid|lazy|meditative", text):
+        tempo = min(tempo, 72)
+    return tempo
+
+
+def _ambience(text: str, scenes: list) -> AmbiencePlan:
+    asked = [v for _, _, v in _all_matches(SOUNDS, " ".join(_EXPLICIT_AMBIENCE.findall(text)))]
+    named = [v for _, _, v in _all_matches(SOUNDS, text)]
+    inferred = list(scenes[0][1]) if scenes and not asked else []  # explicit sounds win
+    sounds = _unique(asked + named + inferred)[:5]  # type: ignore[arg-type]
+    environment = scenes[0][0] if scenes else None
+    if not sounds:
+        sounds = ("soft room tone",) if environment is None else ()
+    place = f"{environment} ambience" if environment else "ambience"
+    return AmbiencePlan(
+        enabled=not _NO_AMBIENCE.search(text), environment=environment, sounds=sounds,
+        description=f"{place}: {', '.join(sounds)}",
+    )
+
+
+def _sfx(text: str) -> tuple[SfxCue, ...]:
+    cues: dict[str, SfxCue] = {}
+    for _, trigger, (label, desc, kind) in _all_matches(SFX, text):  # type: ignore[misc]
+        cues.setdefault(label, SfxCue(label, desc, trigger, kind))
+    return tuple(cues.values())
+
+
+def plan_prompt(prompt: str) -> AudioPlan:
+    """Split a user's prompt into a visual prompt and an audio plan (see module docstring)."""
+    text = " ".join(prompt.split())
+    visual, audio = _split_prompt(text)
+    if not visual:  # only audio words: the video model still needs a prompt
+        visual, audio = text, text
+    scenes = _scenes(text)
+    # SFX come from visual actions and explicit "sound of ..." phrases, not from audio
+    # clauses: "building" there is dynamics, "waves crashing" ambience.
+    sfx_text = " ".join([visual if visual != audio else ""] + _EXPLICIT_AMBIENCE.findall(text))
+    dynamics = _dynamics(text, audio)
+    return AudioPlan(
+        prompt=prompt,
+        visual_prompt=visual,
+        music=_music(text, scenes, dynamics),
+        ambience=_ambience(text, scenes),
+        sfx=_sfx(sfx_text),
+        dynamics=dynamics,
+    )
