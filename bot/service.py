@@ -12,9 +12,11 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from redis.exceptions import RedisError
+from arq import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from redis.exceptions import RedisError, WatchError
 
 from config.settings import Platform, Settings
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME
@@ -23,6 +25,7 @@ from storage import (
     Database,
     InsufficientCredits,
     Job,
+    JobStatus,
     JobStore,
     NewJob,
     SettleOutcome,
@@ -35,16 +38,10 @@ MAX_REASON_CHARS = 200
 EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 
 
-class QueuePool(Protocol):
-    """The part of arq's ``ArqRedis`` the service uses (so the pool is passed in)."""
-
-    async def enqueue_job(self, function: str, *args: Any, **kwargs: Any) -> Any: ...
-    async def zrank(self, name: str, value: str) -> int | None: ...
-
-
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
+    "not_cancellable",
 ]
 
 
@@ -175,7 +172,7 @@ def next_utc_midnight(now: datetime) -> datetime:
 class Service:
     """Business rules over storage and the job queue; one instance per bot process."""
 
-    def __init__(self, settings: Settings, db: Database, queue: QueuePool | None) -> None:
+    def __init__(self, settings: Settings, db: Database, queue: ArqRedis | None) -> None:
         self.settings = settings
         self.db = db
         self.queue = queue
@@ -384,6 +381,56 @@ class Service:
         if job is None or job.user_id != user_id:
             raise UserFacingError("unknown_job", "I can't find that video among yours.")
         return job
+
+    async def cancel_job(self, actor: Actor, job_id: str | None = None) -> Job:
+        """Cancel one of your own queued jobs (default: the newest) and refund it.
+
+        Only a job no worker has started can be cancelled: in one Redis transaction that
+        watches arq's in-progress key, the job leaves the queue and its payload is deleted,
+        so a worker that raced us finds nothing to run.
+        """
+        user_id = await self.credits.user_id(actor.platform, actor.user_id)
+        mine = await self.jobs.in_flight(user_id) if user_id is not None else []
+        if job_id is None:
+            queued = [job for job in mine if job.status is JobStatus.QUEUED]
+            if not queued:
+                raise UserFacingError("unknown_job", "You have no queued video to cancel.")
+            job = queued[-1]
+        else:
+            job = next((j for j in mine if j.id == job_id), None)
+            if job is None:
+                raise UserFacingError(
+                    "unknown_job", "I can't find that video among your unfinished ones."
+                )
+        if job.status is not JobStatus.QUEUED or not await self._dequeue(job.id):
+            raise UserFacingError(
+                "not_cancellable",
+                "That video is already being generated and can't be cancelled any more.",
+            )
+        await self.jobs.fail(job.id, "cancelled by the user", status=JobStatus.CANCELLED)
+        cancelled = await self.jobs.get(job.id)
+        assert cancelled is not None
+        return cancelled
+
+    async def _dequeue(self, job_id: str) -> bool:
+        if self.queue is None:
+            return True
+        async with self.queue.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(in_progress_key_prefix + job_id)
+                if await pipe.exists(in_progress_key_prefix + job_id):
+                    return False
+                pipe.multi()
+                pipe.zrem(QUEUE_NAME, job_id)
+                pipe.delete(job_key_prefix + job_id)
+                removed, _ = await pipe.execute()
+            except WatchError:
+                return False
+        return bool(removed)
+
+    def caption(self, job: Job, seconds: float, available: int) -> str:
+        """The line under a delivered video: prompt, length and credits left."""
+        return f"\u201c{job.prompt}\u201d \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
     async def finish_job(self, job_id: str) -> Settlement:

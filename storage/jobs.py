@@ -168,6 +168,20 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
+    async def claim_delivery(self, job_id: str) -> bool:
+        """Compare-and-set to ``delivering``: True for exactly one caller per job.
+
+        Two watchers (two bot processes, or a watcher and its restarted self) may both see a
+        finished result; only the one that wins this claim uploads it.
+        """
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET status = 'delivering', updated_at = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (self.db.now(), job_id),
+            )
+            return cursor.rowcount == 1
+
     async def finish(self, job_id: str) -> SettleOutcome:
         """Delivered: commit the reservation and mark the job done (idempotent)."""
         return await self._end(job_id, JobStatus.DONE, None)

@@ -205,3 +205,33 @@ async def test_grant_needs_a_reason(service: Service) -> None:
             await service.grant(OPERATOR, "1", 10, reason)
         assert err.value.code == "bad_reason"
     assert (await service.grant(OPERATOR, "1", "25", "string amounts from chat")).amount == 25
+
+
+async def test_cancel_own_queued_job_refunds_and_dequeues(service: Service, queue: ArqRedis) -> None:
+    first = await service.request_video(ALICE, "first")
+    second = await service.request_video(ALICE, "second")
+    with pytest.raises(UserFacingError) as err:
+        await service.cancel_job(ADMIN, first.job_id)  # someone else's
+    assert err.value.code == "unknown_job"
+
+    cancelled = await service.cancel_job(ALICE)  # newest queued one by default
+    assert cancelled.id == second.job_id and cancelled.status is JobStatus.CANCELLED
+    assert await queue.zscore(QUEUE_NAME, second.job_id) is None
+    assert await queue.get(f"arq:job:{second.job_id}") is None
+    assert await queue.zscore(QUEUE_NAME, first.job_id) is not None
+    view = await service.show_credits(ALICE)
+    assert (view.available, view.held) == (180, 20)
+
+    with pytest.raises(UserFacingError) as err:
+        await service.cancel_job(ALICE, second.job_id)  # already finished
+    assert err.value.code == "unknown_job"
+
+
+async def test_a_started_job_cannot_be_cancelled(service: Service, queue: ArqRedis) -> None:
+    job = await service.request_video(ALICE, "running already")
+    await queue.set(f"arq:in-progress:{job.job_id}", b"1")  # what an arq worker sets on start
+    with pytest.raises(UserFacingError) as err:
+        await service.cancel_job(ALICE, job.job_id)
+    assert err.value.code == "not_cancellable"
+    assert await queue.zscore(QUEUE_NAME, job.job_id) is not None
+    assert (await service.show_credits(ALICE)).held == 20
