@@ -1,0 +1,235 @@
+"""The audio engine: music (MusicGen), ambience and sound effects (AudioGen) via audiocraft.
+
+Real presets load ``MusicGen.get_pretrained(repo)`` / ``AudioGen.get_pretrained(repo)``.
+The ``tiny`` preset builds audiocraft's own debug models (seeded), saves them in
+the hub's checkpoint layout — a folder with ``state_dict.bin`` (``xp.cfg`` +
+``best_state`` of the LM) and ``compression_state_dict.bin`` — and loads them
+through the same ``get_pretrained(<folder>)`` call. Its text conditioner is a
+lookup table over spaCy-tokenized words, so the description really conditions it.
+
+Everything returned is float32 mono at :data:`SAMPLE_RATE`, exactly as long as asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+
+from gpu_worker import compat
+from gpu_worker.presets import TINY, Preset
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48000
+TINY_SEED = 20240602
+MUSIC_CFG_COEF = 3.0
+TOP_K = 250
+
+AudioKind = Literal["music", "sfx"]
+
+# audiocraft samples with the *global* torch RNG (torch.multinomial without a
+# generator). Seeding it right before generate() is only reproducible if no
+# other thread draws from it meanwhile: every audio generation holds this lock.
+# The video stream uses its own torch.Generator and never touches the global RNG.
+_GENERATE_LOCK = threading.Lock()
+
+
+@dataclass
+class AudioModel:
+    """A loaded audiocraft model (MusicGen or AudioGen) and where it came from."""
+
+    kind: AudioKind
+    model: Any  # audiocraft.models.MusicGen | audiocraft.models.AudioGen
+    source: str  # hub repo id or local checkpoint folder
+
+    @property
+    def native_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    @property
+    def max_seconds(self) -> float:
+        return float(self.model.max_duration)
+
+
+# --- loading ------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TALKIES_CACHE_DIR") or Path.home() / ".cache" / "talkies")
+
+
+def load_music_model(preset: Preset, device: str | torch.device = "cpu",
+                     cache_dir: str | Path | None = None) -> AudioModel:
+    """MusicGen for the preset, on ``device``."""
+    return _load("music", preset.music_checkpoint, device, cache_dir)
+
+
+def load_sfx_model(preset: Preset, device: str | torch.device = "cpu",
+                   cache_dir: str | Path | None = None) -> AudioModel:
+    """AudioGen (ambience and sound effects) for the preset, on ``device``."""
+    return _load("sfx", preset.sfx_checkpoint, device, cache_dir)
+
+
+def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
+          cache_dir: str | Path | None) -> AudioModel:
+    models = compat.import_audiocraft()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = str(ensure_tiny_checkpoint(kind, cache)) if checkpoint == TINY else checkpoint
+    model_class = models.MusicGen if kind == "music" else models.AudioGen
+    # Building modules draws random initial weights before the checkpoint
+    # replaces them; fork_rng keeps that from moving the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        model = model_class.get_pretrained(source, device=str(torch.device(device)))
+    return AudioModel(kind=kind, model=model, source=source)
+
+
+# --- generation ---------------------------------------------------------------
+
+
+def generate_music(model: AudioModel, description: str, seconds: float, seed: int) -> np.ndarray:
+    """``seconds`` of music for ``description`` (float32 mono, 48 kHz)."""
+    return _generate(model, [description], seconds, seed)[0]
+
+
+def generate_ambience(model: AudioModel, description: str, seconds: float, seed: int) -> np.ndarray:
+    """``seconds`` of environmental sound; beyond the model's window audiocraft extends it."""
+    return _generate(model, [description], seconds, seed)[0]
+
+
+def generate_sfx_batch(model: AudioModel, descriptions: list[str], seconds_each: float,
+                       seed: int) -> list[np.ndarray]:
+    """One clip per description, all ``seconds_each`` long, in one batched generate call."""
+    if not descriptions:
+        return []
+    return _generate(model, list(descriptions), seconds_each, seed)
+
+
+def _generate(model: AudioModel, descriptions: list[str], seconds: float,
+              seed: int) -> list[np.ndarray]:
+    if seconds <= 0:
+        raise ValueError(f"audio length must be positive, got {seconds} s")
+    engine = model.model
+    # Generate whole codec frames covering the request; trimmed after resampling.
+    frames = math.ceil(seconds * engine.frame_rate - 1e-6)
+    duration = frames / engine.frame_rate
+    engine.set_generation_params(use_sampling=True, top_k=TOP_K, duration=duration,
+                                 cfg_coef=MUSIC_CFG_COEF,
+                                 extend_stride=_extend_stride(engine.max_duration))
+    with _GENERATE_LOCK, torch.inference_mode():
+        torch.manual_seed(seed)  # seeds the CPU and every CUDA device
+        wav = engine.generate(descriptions, progress=False)
+    native = wav.float().mean(dim=1).cpu().numpy()  # (batch, samples), mono
+    return [_to_output_rate(clip, model.native_rate, seconds) for clip in native]
+
+
+def _extend_stride(max_duration: float) -> float:
+    """How far each extension window moves past the model's native length (half of it)."""
+    return max_duration / 2
+
+
+def _to_output_rate(clip: np.ndarray, native_rate: int, seconds: float) -> np.ndarray:
+    g = math.gcd(native_rate, SAMPLE_RATE)
+    resampled = resample_poly(clip.astype(np.float64), SAMPLE_RATE // g, native_rate // g)
+    n = round(seconds * SAMPLE_RATE)
+    out = np.zeros(n, dtype=np.float32)
+    m = min(n, resampled.shape[0])
+    out[:m] = resampled[:m]
+    return out
+
+
+# --- tiny checkpoints in the hub layout -------------------------------------------
+
+
+def tiny_spec(kind: AudioKind) -> dict[str, Any]:
+    """Plain-data description of audiocraft's debug models (MusicGen 32 kHz, AudioGen 16 kHz).
+
+    It becomes the checkpoints' ``xp.cfg``: audiocraft.models.builders rebuilds
+    exactly ``get_debug_compression_model`` / ``get_debug_lm_model`` from it.
+    """
+    sample_rate, ratios, segment = (32000, [10, 8, 16], 30) if kind == "music" else (16000, [10, 8, 8], 10)
+    dim = 16
+    compression = {
+        "compression_model": "encodec",
+        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": sample_rate,
+                    "channels": 1, "causal": False, "renormalize": False},
+        "seanet": {"dimension": 32, "n_filters": 4, "n_residual_layers": 1, "ratios": ratios,
+                   "encoder": {}, "decoder": {}},
+        "rvq": {"n_q": 4, "bins": 400},
+    }
+    lm = {
+        "lm_model": "transformer_lm",
+        "dataset": {"segment_duration": segment, "sample_rate": sample_rate, "channels": 1},
+        "transformer_lm": {"n_q": 4, "card": 400, "dim": dim, "num_heads": 4, "num_layers": 2,
+                           "custom": True, "cross_attention": True, "causal": True},
+        "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3]}},
+        "attribute_dropout": {},
+        "classifier_free_guidance": {"training_dropout": 0.0, "inference_coef": MUSIC_CFG_COEF},
+        "fuser": {"cross": ["description"], "prepend": [], "sum": [], "input_interpolate": []},
+        "conditioners": {"description": {"model": "lut", "lut": {
+            "n_bins": 128, "dim": dim, "tokenizer": "whitespace"}}},
+    }
+    return {"sample_rate": sample_rate, "compression": compression, "lm": lm}
+
+
+def tiny_checkpoint_dir(kind: AudioKind, cache_dir: str | Path) -> Path:
+    """Folder of the tiny checkpoint; its name changes whenever the spec does."""
+    spec = json.dumps([TINY_SEED, kind, tiny_spec(kind)], sort_keys=True)
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
+    name = "musicgen" if kind == "music" else "audiogen"
+    return Path(cache_dir) / "tiny" / f"{name}-{digest}"
+
+
+def ensure_tiny_checkpoint(kind: AudioKind, cache_dir: str | Path) -> Path:
+    """Build and save the tiny checkpoint once; later calls (any process) reuse it."""
+    target = tiny_checkpoint_dir(kind, cache_dir)
+    if _is_checkpoint(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        save_tiny_checkpoint(kind, staging)
+        os.rename(staging, target)  # atomic: a racing process either wins or finds ours
+        log.info("built tiny %s checkpoint at %s", kind, target)
+    except OSError:
+        if not _is_checkpoint(target):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def save_tiny_checkpoint(kind: AudioKind, folder: Path) -> None:
+    """Write audiocraft's seeded debug models to ``folder`` in the hub checkpoint layout."""
+    builders = compat.import_audiocraft().builders
+    spec = tiny_spec(kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        compression = builders.get_debug_compression_model("cpu", sample_rate=spec["sample_rate"])
+        lm = builders.get_debug_lm_model("cpu")
+    torch.save({"xp.cfg": _xp_cfg(spec["compression"]), "best_state": compression.state_dict()},
+               folder / "compression_state_dict.bin")
+    torch.save({"xp.cfg": _xp_cfg(spec["lm"]), "best_state": lm.state_dict()},
+               folder / "state_dict.bin")
+
+
+def _xp_cfg(section: dict[str, Any]) -> dict[str, Any]:
+    # device/dtype are overwritten by audiocraft's loaders at load time.
+    return {**copy.deepcopy(section), "device": "cpu", "dtype": "float32"}
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "state_dict.bin").is_file() and (folder / "compression_state_dict.bin").is_file()
