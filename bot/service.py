@@ -402,15 +402,26 @@ class Service:
                 raise UserFacingError(
                     "unknown_job", "I can't find that video among your unfinished ones."
                 )
-        if job.status is not JobStatus.QUEUED or not await self._dequeue(job.id):
+        if job.status is not JobStatus.QUEUED or not await self.withdraw(
+            job.id, "cancelled by the user"
+        ):
             raise UserFacingError(
                 "not_cancellable",
                 "That video is already being generated and can't be cancelled any more.",
             )
-        await self.jobs.fail(job.id, "cancelled by the user", status=JobStatus.CANCELLED)
         cancelled = await self.jobs.get(job.id)
         assert cancelled is not None
         return cancelled
+
+    async def withdraw(self, job_id: str, reason: str) -> bool:
+        """Take a job no worker has started out of the queue and refund it.
+
+        False when a worker already started it (it then runs to its normal end).
+        """
+        if not await self._dequeue(job_id):
+            return False
+        await self.jobs.fail(job_id, reason, status=JobStatus.CANCELLED)
+        return True
 
     async def _dequeue(self, job_id: str) -> bool:
         if self.queue is None:

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     default_clip_seconds: float = Field(default=5.0, gt=0)
     max_jobs_per_user: int = Field(default=2, ge=1)
     max_jobs_per_server: int = Field(default=6, ge=1)
-    job_timeout_s: int = Field(default=600, ge=10)
+    job_timeout_s: int = Field(default=600, ge=5)
+    max_queue_wait_s: int = Field(default=1800, ge=5)
+    max_result_bytes: int = Field(default=60_000_000, ge=100_000)
 
     # Models
     model_preset: str = "auto"
