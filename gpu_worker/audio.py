@@ -30,11 +30,11 @@ import torch
 from scipy.signal import resample_poly
 
 from gpu_worker import compat
-from gpu_worker.presets import TINY, Preset
+from gpu_worker.audio_types import SAMPLE_RATE, fit_length
+from gpu_worker.presets import TINY, Preset, default_cache_dir
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48000
 TINY_SEED = 20240602
 MUSIC_CFG_COEF = 3.0
 TOP_K = 250
@@ -66,10 +66,6 @@ class AudioModel:
 
 
 # --- loading ------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TALKIES_CACHE_DIR") or Path.home() / ".cache" / "talkies")
 
 
 def load_music_model(preset: Preset, device: str | torch.device = "cpu",
@@ -144,11 +140,7 @@ def _extend_stride(max_duration: float) -> float:
 def _to_output_rate(clip: np.ndarray, native_rate: int, seconds: float) -> np.ndarray:
     g = math.gcd(native_rate, SAMPLE_RATE)
     resampled = resample_poly(clip.astype(np.float64), SAMPLE_RATE // g, native_rate // g)
-    n = round(seconds * SAMPLE_RATE)
-    out = np.zeros(n, dtype=np.float32)
-    m = min(n, resampled.shape[0])
-    out[:m] = resampled[:m]
-    return out
+    return fit_length(resampled.astype(np.float32), round(seconds * SAMPLE_RATE))
 
 
 # --- tiny checkpoints in the hub layout -------------------------------------------

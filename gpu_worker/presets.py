@@ -8,7 +8,9 @@ checkpoints that a GPU host loads from its own cache.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
@@ -111,6 +113,11 @@ def resolve_preset(name: str, device: str | torch.device) -> Preset:
         raise UnknownPresetError(
             f"unknown model preset {name!r}; valid presets: {', '.join(preset_names())}")
     return PRESETS[key]
+
+
+def default_cache_dir() -> Path:
+    """Where tiny models are built: $TALKIES_CACHE_DIR, else ~/.cache/talkies."""
+    return Path(os.environ.get("TALKIES_CACHE_DIR") or Path.home() / ".cache" / "talkies")
 
 
 def frame_count(preset: Preset, seconds: float) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gpu_worker import compat
-from gpu_worker.presets import Preset, frame_count
+from gpu_worker.presets import Preset, default_cache_dir, frame_count
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,6 @@ class VideoModel:
     pipeline: Any  # a diffusers DiffusionPipeline
     device: torch.device
     source: str  # hub repo id or local folder it was loaded from
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TALKIES_CACHE_DIR") or Path.home() / ".cache" / "talkies")
 
 
 def load_video_model(preset: Preset, device: str | torch.device = "cpu",
