@@ -58,8 +58,15 @@ class Settings(BaseSettings):
     max_queue_wait_s: int = Field(default=1800, ge=5)
     max_result_bytes: int = Field(default=60_000_000, ge=100_000)
 
+    # Workers
+    worker_max_jobs: int = Field(default=1, ge=1)
+    worker_shutdown_grace_s: int = Field(default=120, ge=0)
+    worker_max_tries: int = Field(default=3, ge=1)
+    result_ttl_s: int = Field(default=3600, ge=60)
+
     # Models
     model_preset: str = "auto"
+    device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
     cache_dir: Path = Path.home() / ".cache" / "talkies"
 
     @field_validator("discord_operator_ids", "telegram_operator_ids", mode="before")

@@ -20,7 +20,11 @@ GENERATE_VIDEO = "generate_video"
 def _encode_extra(obj: Any) -> Any:
     """Types arq may hand us that msgpack lacks: exceptions become plain data, never code."""
     if isinstance(obj, BaseException):
-        return {"error_type": type(obj).__name__, "error": str(obj)}
+        return {
+            "error_type": type(obj).__name__,
+            "error": str(obj),
+            "user_message": getattr(obj, "user_message", None),
+        }
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"cannot serialize {type(obj).__name__} for the job queue")
