@@ -128,7 +128,14 @@ class _LowerTriangularMask:
 
 
 def _install_xformers_stub() -> None:
-    """Register ``xformers`` / ``xformers.ops`` stubs (with ``__spec__`` so find_spec works)."""
+    """Register ``xformers`` / ``xformers.ops`` stubs (with ``__spec__`` so find_spec works).
+
+    audiocraft uses ``ops.unbind`` (same as ``torch.unbind``) in its custom
+    attention, ``ops.LowerTriangularMask`` as a causal marker with
+    ``memory_efficient=True`` (real checkpoints), and
+    ``ops.memory_efficient_attention`` only on the 'xformers' backend.
+    """
+    import torch
 
     def memory_efficient_attention(*_: Any, **__: Any) -> Any:
         raise RuntimeError("xformers is not installed; audiocraft must use the 'torch' backend")
@@ -138,6 +145,7 @@ def _install_xformers_stub() -> None:
     package.__path__ = []  # type: ignore[attr-defined]
     ops = types.ModuleType("xformers.ops")
     ops.__spec__ = importlib.machinery.ModuleSpec("xformers.ops", None)
+    ops.unbind = torch.unbind  # type: ignore[attr-defined]
     ops.LowerTriangularMask = _LowerTriangularMask  # type: ignore[attr-defined]
     ops.memory_efficient_attention = memory_efficient_attention  # type: ignore[attr-defined]
     package.ops = ops  # type: ignore[attr-defined]
