@@ -1,0 +1,355 @@
+"""The Telegram side of job delivery: status edits, the MP4 upload, failure notices.
+
+:class:`TelegramFrontend` implements :class:`bot.delivery.Frontend` for the job watcher.
+
+* Status edits are coalesced per message: at most one ``editMessageText`` per
+  ``edit_interval_s`` (1.5 s); in between only the newest text is kept, so progress never
+  queues up behind Telegram's flood limits and never arrives out of order.
+* A 429 ``retry_after`` (``telegram.error.RetryAfter``) blocks that chat for the time asked;
+  every later call to the chat (edits, replies, uploads) waits for it.
+* Uploads show the ``upload_video`` chat action, reply to the user's prompt and carry
+  duration, size and ``supports_streaming``; a video over the Bot API's 50 MB limit is
+  re-encoded to fit first (:mod:`bot.telegram_media`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from telegram import Bot, InputFile, ReplyParameters
+from telegram.constants import ChatAction, FileSizeLimit
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.telegram_media import FittedVideo, VideoTooLarge, fit_mp4
+from storage import Job
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+UPLOAD_LIMIT_BYTES = int(FileSizeLimit.FILESIZE_UPLOAD)  # 50 MB through the Bot API
+EDIT_INTERVAL_S = 1.5
+MAX_FLOOD_WAIT_S = 120.0  # longer waits than this give up (the watcher refunds)
+CHAT_ACTION_EVERY_S = 4.0  # an action shows for 5 s
+MAX_CAPTION_CHARS = 1024
+MAX_TEXT_CHARS = 4096
+UPLOAD_TIMEOUT_S = 300.0
+MAX_EDIT_FAILURES = 3
+MAX_SETTLED = 10_000  # finished status messages remembered, so late progress is ignored
+DONE_TEXT = "Done: your video is below."
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """``retry_after`` as seconds (python-telegram-bot gives an int or a timedelta)."""
+    value = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def clip_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+class FloodGate:
+    """When each chat may be called again, learned from 429 answers."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._not_before: dict[int, float] = {}
+
+    def block(self, chat_id: int, seconds: float) -> None:
+        until = self.clock() + seconds
+        self._not_before[chat_id] = max(self._not_before.get(chat_id, 0.0), until)
+
+    def delay(self, chat_id: int) -> float:
+        return max(0.0, self._not_before.get(chat_id, 0.0) - self.clock())
+
+    async def wait(self, chat_id: int) -> None:
+        while (delay := self.delay(chat_id)) > 0:
+            await asyncio.sleep(delay)
+
+    async def call(
+        self, chat_id: int, make: Callable[[], Awaitable[T]], *, max_wait_s: float = MAX_FLOOD_WAIT_S
+    ) -> T:
+        """Run one Bot API call for ``chat_id``, waiting out 429s (re-raised past ``max_wait_s``)."""
+        waited = 0.0
+        while True:
+            delay = self.delay(chat_id)
+            if delay > 0:
+                if waited + delay > max_wait_s:
+                    raise RetryAfter(max(1, round(delay)))
+                waited += delay
+                await asyncio.sleep(delay)
+                continue
+            try:
+                return await make()
+            except RetryAfter as exc:
+                seconds = retry_after_seconds(exc)
+                log.info("flood control on chat %s: retry after %.0fs", chat_id, seconds)
+                self.block(chat_id, seconds)
+                if waited + seconds > max_wait_s:
+                    raise
+
+
+@dataclass
+class _Status:
+    """One status message and the edit it still owes."""
+
+    chat_id: int
+    message_id: int
+    shown: str | None = None
+    pending: str | None = None
+    last_edit: float = float("-inf")
+    final: bool = False
+    gone: bool = False
+    failures: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a job's messages go, from ``job.delivery``."""
+
+    chat_id: int
+    status_message_id: int | None
+    reply_to_message_id: int | None
+    thread_id: int | None
+
+    @classmethod
+    def of(cls, job: Job) -> Target:
+        d = job.delivery
+
+        def opt(key: str) -> int | None:
+            return int(d[key]) if d.get(key) is not None else None
+
+        return cls(int(d["chat_id"]), opt("status_message_id"), opt("reply_to_message_id"),
+                   opt("thread_id"))
+
+    def reply(self) -> ReplyParameters | None:
+        if self.reply_to_message_id is None:
+            return None
+        return ReplyParameters(self.reply_to_message_id, allow_sending_without_reply=True)
+
+
+class TelegramFrontend:
+    """:class:`bot.delivery.Frontend` over a python-telegram-bot :class:`Bot`."""
+
+    platform = "telegram"
+
+    def __init__(
+        self,
+        bot: Bot,
+        *,
+        upload_limit: int = UPLOAD_LIMIT_BYTES,
+        edit_interval_s: float = EDIT_INTERVAL_S,
+        max_flood_wait_s: float = MAX_FLOOD_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bot = bot
+        self.upload_limit = upload_limit
+        self.edit_interval_s = edit_interval_s
+        self.max_flood_wait_s = max_flood_wait_s
+        self.clock = clock
+        self.flood = FloodGate(clock)
+        self._statuses: dict[tuple[int, int], _Status] = {}
+        self._settled: dict[tuple[int, int], None] = {}  # ordered set, newest last
+
+    # -- plain calls with flood control -------------------------------------------------------
+    async def call(self, chat_id: int, make: Callable[[], Awaitable[T]]) -> T:
+        return await self.flood.call(chat_id, make, max_wait_s=self.max_flood_wait_s)
+
+    async def send_text(
+        self, chat_id: int, text: str, *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> Any:
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        return await self.call(chat_id, lambda: self.bot.send_message(
+            chat_id, clip_text(text), reply_parameters=reply, message_thread_id=thread_id,
+        ))
+
+    # -- status messages ----------------------------------------------------------------------
+    def set_status(self, chat_id: int, message_id: int, text: str, *, final: bool = False) -> None:
+        """Queue ``text`` for a status message; edits go out at the allowed pace, newest wins."""
+        key = (chat_id, message_id)
+        if key in self._settled:
+            return
+        status = self._statuses.get(key)
+        if status is None:
+            status = self._statuses[key] = _Status(chat_id, message_id)
+        if status.final or status.gone:
+            return
+        status.pending = clip_text(text)
+        status.final = final
+        if status.task is None or status.task.done():
+            status.task = asyncio.create_task(self._flush(status), name=f"tg-status-{message_id}")
+
+    async def settle_status(self, chat_id: int, message_id: int, text: str) -> bool:
+        """Show a last ``text`` on a status message and wait for it.
+
+        False when it could not be shown there (message gone, or already settled with
+        another text): the caller then sends it as a new message.
+        """
+        key = (chat_id, message_id)
+        if key in self._settled:
+            return False
+        status = self._statuses.get(key)
+        already_final = status is not None and status.final
+        if not already_final:
+            self.set_status(chat_id, message_id, text, final=True)
+            status = self._statuses.get(key)
+        if status is None:
+            return False
+        if status.task is not None:
+            await asyncio.shield(status.task)
+        return not already_final and not status.gone
+
+    async def _flush(self, status: _Status) -> None:
+        key = (status.chat_id, status.message_id)
+        try:
+            while status.pending is not None and not status.gone:
+                wait = max(status.last_edit + self.edit_interval_s - self.clock(),
+                           self.flood.delay(status.chat_id))
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                text, status.pending = status.pending, None
+                if text == status.shown:
+                    continue
+                await self._edit(status, text)
+        finally:
+            if (status.final or status.gone) and status.pending is None:
+                self._statuses.pop(key, None)
+                self._settled[key] = None
+                while len(self._settled) > MAX_SETTLED:
+                    del self._settled[next(iter(self._settled))]
+
+    async def _edit(self, status: _Status, text: str) -> None:
+        try:
+            await self.bot.edit_message_text(text, status.chat_id, status.message_id)
+        except RetryAfter as exc:
+            self.flood.block(status.chat_id, retry_after_seconds(exc))
+            if status.pending is None:
+                status.pending = text  # nothing newer: try this one again after the wait
+            return
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower():
+                status.shown = text
+            else:  # deleted, too old to edit, ...: stop editing this message
+                log.info("status message %s/%s: %s", status.chat_id, status.message_id, exc.message)
+                status.gone = True
+            return
+        except Forbidden as exc:
+            log.info("chat %s: %s", status.chat_id, exc.message)
+            status.gone = True
+            return
+        except NetworkError as exc:  # transient: retry the newest text after the interval
+            status.failures += 1
+            log.warning("status edit failed (%s, try %d)", exc, status.failures)
+            if status.failures >= MAX_EDIT_FAILURES:
+                status.gone = True
+            elif status.pending is None:
+                status.pending = text
+        except TelegramError as exc:
+            log.warning("status message %s/%s: %s", status.chat_id, status.message_id, exc)
+            status.gone = True
+            return
+        else:
+            status.shown = text
+            status.failures = 0
+        status.last_edit = self.clock()
+
+    # -- Frontend -----------------------------------------------------------------------------
+    async def show_progress(self, job: Job, progress: Progress) -> None:
+        target = Target.of(job)
+        if target.status_message_id is None:
+            return
+        text = progress.text
+        status = self._statuses.get((target.chat_id, target.status_message_id))
+        current = None if status is None else (status.pending or status.shown)
+        if current is not None and current.split("\n", 1)[0] == text:
+            return  # already says this (perhaps with more detail below)
+        self.set_status(target.chat_id, target.status_message_id, text)
+
+    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+        target = Target.of(job)
+        fitted = await self._fit(video)
+        action = asyncio.create_task(self._upload_action(target))
+        try:
+            await self.call(target.chat_id, lambda: self.bot.send_video(
+                target.chat_id,
+                InputFile(fitted.mp4, filename=video.filename),
+                duration=max(1, round(fitted.duration_s)),
+                width=fitted.width,
+                height=fitted.height,
+                supports_streaming=True,
+                caption=clip_text(caption, MAX_CAPTION_CHARS),
+                reply_parameters=target.reply(),
+                message_thread_id=target.thread_id,
+                read_timeout=UPLOAD_TIMEOUT_S,
+                write_timeout=UPLOAD_TIMEOUT_S,
+            ))
+        except RetryAfter as exc:
+            raise DeliveryError(
+                f"Telegram asked us to wait {retry_after_seconds(exc):.0f} s before sending",
+                retryable=True,
+            ) from None
+        except Forbidden:
+            raise DeliveryError("the bot can no longer post in this chat") from None
+        except BadRequest as exc:
+            raise DeliveryError(f"Telegram refused the video ({exc.message})") from None
+        except NetworkError as exc:
+            raise DeliveryError(f"the upload to Telegram failed ({exc.message})",
+                                retryable=True) from None
+        finally:
+            action.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await action
+        if target.status_message_id is not None:
+            self.set_status(target.chat_id, target.status_message_id, DONE_TEXT, final=True)
+
+    async def report_failure(self, job: Job, message: str) -> None:
+        target = Target.of(job)
+        if target.status_message_id is not None:
+            if await self.settle_status(target.chat_id, target.status_message_id, message):
+                return
+        try:
+            await self.send_text(target.chat_id, message, reply_to=target.reply_to_message_id,
+                                 thread_id=target.thread_id)
+        except TelegramError as exc:
+            log.warning("job %s: could not tell the user it failed (%s)", job.id, exc)
+
+    async def _fit(self, video: VideoResult) -> FittedVideo:
+        if video.size_bytes <= self.upload_limit:
+            return FittedVideo(video.mp4, video.duration_s, video.width, video.height)
+        log.info("job %s: %d bytes is over the %d byte limit; re-encoding",
+                 video.job_id, video.size_bytes, self.upload_limit)
+        try:
+            return await asyncio.to_thread(fit_mp4, video.mp4, self.upload_limit)
+        except VideoTooLarge as exc:
+            raise DeliveryError(f"{exc} (Telegram's upload limit)") from None
+        except Exception as exc:  # a corrupt or unreadable MP4
+            raise DeliveryError(f"the video could not be re-encoded to fit ({exc})") from None
+
+    async def _upload_action(self, target: Target) -> None:
+        while True:
+            with contextlib.suppress(TelegramError):
+                await self.bot.send_chat_action(
+                    target.chat_id, ChatAction.UPLOAD_VIDEO, message_thread_id=target.thread_id
+                )
+            await asyncio.sleep(CHAT_ACTION_EVERY_S)
+
+    async def close(self) -> None:
+        """Stop pending status edits (they are cosmetic; the jobs themselves are recorded)."""
+        tasks = [s.task for s in self._statuses.values() if s.task and not s.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._statuses.clear()
