@@ -1,0 +1,346 @@
+"""Discord side of job delivery: the status message, the upload, and failure reports.
+
+Implements :class:`bot.delivery.Frontend` for the job watcher. Everything it needs to reach
+the user later lives in ``job.delivery`` (see :func:`delivery_info`), so a restarted bot
+finishes jobs started by the previous process:
+
+* progress edits the interaction's original message, coalesced to at most one edit per
+  ``edit_interval_s`` (a 429 is waited out by discord.py, newer text simply replaces older);
+* the finished MP4 replaces that message's content, re-encoded first if it is over the
+  interaction's upload limit, so Discord never rejects it at the end;
+* the interaction token lasts 15 minutes: after that (or if Discord says it is gone) the video
+  is posted to the channel, or the user's DMs, with a mention;
+* failures are shown only to the user (ephemeral), or by DM once the token has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import aiohttp
+import discord
+
+from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.discord_fit import VideoTooLarge, fit_mp4
+from config.settings import Platform
+from storage import Job
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bots, webhooks and interaction responses
+TOKEN_LIFETIME_S = 15 * 60
+TOKEN_MARGIN_S = 60.0  # stop relying on a token this long before it expires
+EDIT_INTERVAL_S = 1.5
+MESSAGE_LIMIT = 2000
+ORIGINAL = cast(int, "@original")  # Discord's alias for an interaction's first message
+TOKEN_GONE_CODES = {10015, 50027}  # Unknown Webhook, Invalid Webhook Token
+Clock = Callable[[], float]
+
+
+def delivery_info(interaction: discord.Interaction, now: float) -> dict[str, Any]:
+    """What ``job.delivery`` must hold to reach this user later (JSON-safe)."""
+    limit = getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
+    return {
+        "interaction_id": str(interaction.id),
+        "application_id": str(interaction.application_id),
+        "token": interaction.token,
+        "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "user_id": str(interaction.user.id),
+        "created_at": now,
+        "attachment_size_limit": int(limit),
+    }
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def status_text(job: Job, progress: Progress) -> str:
+    seconds = job.params.get("seconds")
+    length = f" \u00b7 {float(seconds):g} s" if seconds else ""
+    return clip(f"\U0001f3ac \u201c{clip(job.prompt, 300)}\u201d{length}\n{progress.text}")
+
+
+def token_gone(exc: discord.HTTPException) -> bool:
+    return exc.code in TOKEN_GONE_CODES or exc.status == 401
+
+
+class StatusMessage:
+    """One interaction's original message, edited at most once per interval.
+
+    ``update`` never blocks: the newest text waits for the next slot and replaces any text
+    that was still waiting. ``close`` waits for an edit in flight, so the final edit that
+    follows it always lands last.
+    """
+
+    def __init__(self, webhook: discord.Webhook, interval_s: float) -> None:
+        self.webhook = webhook
+        self.interval_s = interval_s
+        self.sent_text: str | None = None
+        self._wanted: str | None = None
+        self._last_edit = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    def update(self, text: str) -> None:
+        if self.closed:
+            return
+        self._wanted = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush(), name="discord-status-edit")
+
+    async def _flush(self) -> None:
+        while not self.closed and self._wanted not in (None, self.sent_text):
+            await self._wait_for_slot()
+            text = self._wanted
+            if self.closed or text is None or text == self.sent_text:
+                return
+            self.sent_text = text  # also on failure: the next update brings newer text
+            try:
+                await self.edit(content=text)
+            except discord.HTTPException as exc:
+                log.warning("status edit failed (%s %s): %s", exc.status, exc.code, exc.text)
+                if token_gone(exc) or exc.status == 404:
+                    self.closed = True
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("status edit failed: %s", exc)
+
+    async def _wait_for_slot(self) -> None:
+        delay = self._last_edit + self.interval_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def edit(self, **fields: Any) -> discord.WebhookMessage:
+        """Edit the message now (after the rate slot), serialised with the progress edits."""
+        async with self._lock:
+            await self._wait_for_slot()
+            try:
+                return await self.webhook.edit_message(ORIGINAL, **fields)
+            finally:
+                self._last_edit = time.monotonic()
+
+    async def close(self) -> None:
+        """Stop progress edits; returns once none is in flight."""
+        self.closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@dataclass
+class _Target:
+    """Where one job's messages go, decoded from ``job.delivery``."""
+
+    application_id: int
+    token: str
+    channel_id: int | None
+    guild_id: int | None
+    user_id: int
+    created_at: float
+    upload_limit: int
+
+    @classmethod
+    def of(cls, job: Job) -> _Target:
+        d = job.delivery
+        return cls(
+            application_id=int(d["application_id"]),
+            token=str(d["token"]),
+            channel_id=int(d["channel_id"]) if d.get("channel_id") else None,
+            guild_id=int(d["guild_id"]) if d.get("guild_id") else None,
+            user_id=int(d["user_id"]),
+            created_at=float(d.get("created_at") or 0.0),
+            upload_limit=int(d.get("attachment_size_limit") or DEFAULT_UPLOAD_LIMIT),
+        )
+
+
+class DiscordFrontend:
+    """The watcher's view of Discord (see the module docstring)."""
+
+    platform: Platform = "discord"
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        clock: Clock = time.time,
+        edit_interval_s: float = EDIT_INTERVAL_S,
+        token_lifetime_s: float = TOKEN_LIFETIME_S,
+        token_margin_s: float = TOKEN_MARGIN_S,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.edit_interval_s = edit_interval_s
+        self.token_lifetime_s = token_lifetime_s
+        self.token_margin_s = token_margin_s
+        self._status: dict[str, StatusMessage] = {}
+        self._ended: set[str] = set()  # delivered, failed or cancelled: no more progress
+
+    async def close(self) -> None:
+        """Stop all status edits (waits for those in flight)."""
+        statuses = list(self._status.values())
+        self._status.clear()
+        await asyncio.gather(*(status.close() for status in statuses), return_exceptions=True)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def token_usable(self, job: Job) -> bool:
+        """Whether the interaction token will still be valid for a while."""
+        created = float(job.delivery.get("created_at") or 0.0)
+        return self.clock() < created + self.token_lifetime_s - self.token_margin_s
+
+    def _webhook(self, target: _Target) -> discord.Webhook:
+        """The interaction's follow-up webhook (what ``Interaction.followup`` builds)."""
+        return discord.Webhook.from_state(
+            data={"id": target.application_id, "type": 3, "token": target.token},
+            state=self.client._connection,
+        )
+
+    def status(self, job: Job) -> StatusMessage:
+        status = self._status.get(job.id)
+        if status is None:
+            status = StatusMessage(self._webhook(_Target.of(job)), self.edit_interval_s)
+            self._status[job.id] = status
+        return status
+
+    async def _close_status(self, job: Job) -> StatusMessage:
+        self._ended.add(job.id)
+        status = self.status(job)
+        await status.close()
+        self._status.pop(job.id, None)
+        return status
+
+    # -- Frontend ----------------------------------------------------------------------------
+    async def show_progress(self, job: Job, progress: Progress) -> None:
+        if job.id in self._ended or not self.token_usable(job):
+            return  # over, or the message can no longer be edited (the result goes elsewhere)
+        self.status(job).update(status_text(job, progress))
+
+    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+        target = _Target.of(job)
+        data = await self._fit(video, target.upload_limit)
+        status = await self._close_status(job)
+        if self.token_usable(job):
+            try:
+                await status.edit(
+                    content=clip(caption),
+                    attachments=[discord.File(io.BytesIO(data), filename=video.filename)],
+                )
+                return
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise _delivery_error(exc) from exc
+                log.info("job %s: interaction token gone; posting to the channel", job.id)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"the upload to Discord failed ({exc})", retryable=True) from exc
+        mention = f"<@{target.user_id}> your video is ready: {caption}"
+        await self._post_elsewhere(
+            target, clip(mention),
+            lambda: discord.File(io.BytesIO(data), filename=video.filename),
+        )
+
+    async def report_failure(self, job: Job, message: str) -> None:
+        target = _Target.of(job)
+        text = clip(f"\u26a0\ufe0f Your video \u201c{clip(job.prompt, 200)}\u201d failed. {message}"
+                    + ("" if "try again" in message.lower() else " You can try again with /video."))
+        await self._close_status(job)
+        if self.token_usable(job):
+            webhook = self._webhook(target)
+            try:
+                await self._delete_original(webhook)
+                await webhook.send(text, ephemeral=True, wait=True)
+                return
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+        await self._post_elsewhere(target, text, None, prefer_dm=True)
+
+    async def show_cancelled(self, job: Job, text: str) -> None:
+        """The user cancelled the job: say so in its status message (if still editable)."""
+        status = await self._close_status(job)
+        if not self.token_usable(job):
+            return
+        try:
+            await status.edit(content=clip(text))
+        except discord.HTTPException as exc:
+            log.info("job %s: could not mark the message cancelled: %s", job.id, exc)
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _fit(self, video: VideoResult, limit: int) -> bytes:
+        if video.size_bytes <= limit:
+            return video.mp4
+        log.warning("job %s: %d bytes is over the %d-byte upload limit; re-encoding",
+                    video.job_id, video.size_bytes, limit)
+        try:
+            return await asyncio.to_thread(fit_mp4, video.mp4, limit)
+        except (VideoTooLarge, ValueError, OSError) as exc:  # av errors are OSError/ValueError
+            raise DeliveryError(
+                f"the video is larger than this server's upload limit ({limit / 2**20:.1f} MiB) "
+                "and could not be shrunk to fit; try a shorter clip"
+            ) from exc
+
+    @staticmethod
+    async def _delete_original(webhook: discord.Webhook) -> None:
+        try:
+            await webhook.delete_message(ORIGINAL)
+        except discord.NotFound:
+            pass
+
+    async def _post_elsewhere(
+        self,
+        target: _Target,
+        text: str,
+        make_file: Callable[[], discord.File] | None,
+        *,
+        prefer_dm: bool = False,
+    ) -> None:
+        """Post to the interaction's channel (or DM) with a mention; the next place on failure."""
+        mentions = discord.AllowedMentions(users=[discord.Object(target.user_id)],
+                                           everyone=False, roles=False)
+        places: list[Callable[[], Awaitable[discord.abc.Messageable]]] = []
+        in_server = target.guild_id is not None and target.channel_id is not None
+
+        async def channel() -> discord.abc.Messageable:
+            assert target.channel_id is not None
+            return self.client.get_partial_messageable(target.channel_id, guild_id=target.guild_id)
+
+        async def direct() -> discord.abc.Messageable:
+            return await self.client.create_dm(discord.Object(target.user_id))
+
+        places = [direct, channel] if prefer_dm or not in_server else [channel, direct]
+        if not in_server:
+            places = [direct]
+        last: Exception | None = None
+        for place in places:
+            try:
+                where = await place()
+                kwargs: dict[str, Any] = {"allowed_mentions": mentions}
+                if make_file is not None:
+                    kwargs["file"] = make_file()
+                await where.send(text, **kwargs)
+                return
+            except discord.HTTPException as exc:
+                log.warning("posting to %s failed: %s %s", place.__name__, exc.status, exc.text)
+                last = exc
+                if exc.status == 413 or exc.code == 40005:
+                    break
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                last = exc
+        if isinstance(last, discord.HTTPException):
+            raise _delivery_error(last) from last
+        raise DeliveryError(f"could not reach you on Discord ({last})", retryable=True)
+
+
+def _delivery_error(exc: discord.HTTPException) -> DeliveryError:
+    if exc.status == 413 or exc.code == 40005:
+        return DeliveryError("Discord refused the file as too large")
+    if exc.status == 403:
+        return DeliveryError("I'm not allowed to post in that channel or DM you")
+    return DeliveryError(f"Discord answered {exc.status}: {exc.text or 'error'}",
+                         retryable=exc.status >= 500)

@@ -1,0 +1,354 @@
+"""Discord slash commands on real discord.py against the fake Discord, with real SQLite/Redis.
+
+Covers command sync, /help, /credits, the /grant and /pool permission matrix, /video
+refusals, the deferral and first status edit, /cancel, sharding and gateway reconnects.
+No worker runs here: queued jobs stay queued (see test_discord_video.py for full runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq import ArqRedis
+
+from bot.discord_bot import ShardedTalkiesClient, TalkiesClient
+from bot.service import Service
+from config import Settings, load_settings
+from gpu_worker.protocol import QUEUE_NAME, create_queue_pool
+from storage import Database
+from tests.discord_fake import (
+    EPHEMERAL,
+    MANAGE_GUILD,
+    FakeDiscord,
+    InteractionRecord,
+    opt,
+    originals,
+    running_bot,
+)
+
+GUILD = 7001
+OPERATOR = 900  # settings fixture: TALKIES_DISCORD_OPERATOR_IDS=900
+MEMBER, ADMIN, BOB = 1001, 1002, 1003
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
+    await server.start()
+    server.install()
+    yield server
+    server.uninstall()
+    await server.close()
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
+    pool = await create_queue_pool(redis_url)
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
+    return Service(settings, db, queue)
+
+
+async def answered(fake: FakeDiscord, record: InteractionRecord) -> str:
+    """The text the user finally sees for a command answered by editing its deferral."""
+    edits = await fake.wait_for(lambda: [
+        r for r in originals(fake, record.token) if r.status == 200
+    ])
+    return str(edits[-1].content)
+
+
+async def ephemeral_error(fake: FakeDiscord, record: InteractionRecord) -> str:
+    """The private message of a refused command (deferral deleted, ephemeral follow-up)."""
+    await fake.wait_for(lambda: record.followups or record.ephemeral and originals(fake, record.token))
+    if record.followups:
+        followup = record.followups[-1]
+        assert followup["flags"] & EPHEMERAL
+        return str(followup["content"])
+    return await answered(fake, record)
+
+
+# -- sync and start-up ---------------------------------------------------------------------------
+async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds(
+    fake: FakeDiscord, settings: Settings, service: Service
+) -> None:
+    async with running_bot(fake, settings, service) as bot:
+        assert isinstance(bot.client, TalkiesClient)
+        assert not isinstance(bot.client, ShardedTalkiesClient)
+        commands = {c["name"]: c for c in fake.commands["global"]}
+        assert set(commands) == {"video", "credits", "grant", "pool", "cancel", "help"}
+        assert all(c["description"] for c in commands.values())
+        assert len(bot.synced) == 6
+
+        video = {o["name"]: o for o in commands["video"]["options"]}
+        assert video["prompt"]["required"] and video["prompt"]["type"] == 3
+        assert (video["prompt"]["min_length"], video["prompt"]["max_length"]) == (1, 600)
+        assert "lighthouse" in video["prompt"]["description"]
+        assert [c["value"] for c in video["seconds"]["choices"]] == list(range(1, 11))
+        assert video["seconds"]["choices"][4]["name"] == "5 seconds"
+        assert not video["seconds"].get("required")
+        assert (video["seed"]["min_value"], video["seed"]["max_value"]) == (0, 2**31 - 1)
+
+        grant = {o["name"]: o for o in commands["grant"]["options"]}
+        assert grant["user"]["type"] == 6
+        assert (grant["amount"]["min_value"], grant["amount"]["max_value"]) == (1, 100_000)
+        assert grant["reason"]["max_length"] == 200
+
+        pool = {o["name"]: o for o in commands["pool"]["options"]}
+        assert set(pool) == {"balance", "fund"} and all(o["type"] == 1 for o in pool.values())
+        assert commands["pool"].get("contexts") == [0] or commands["pool"].get("dm_permission") is False
+
+        assert len(fake.identifies) == 1 and fake.identifies[0]["token"] == "fake-token"
+        assert fake.heartbeats >= 1
+
+
+async def test_commands_go_to_the_test_guild_when_configured(
+    fake: FakeDiscord, tmp_path: Any, db: Database, queue: ArqRedis
+) -> None:
+    settings = load_settings(_env_file=None, discord_test_guild_id=GUILD,
+                             database_path=tmp_path / "db.sqlite3")
+    async with running_bot(fake, settings, Service(settings, db, queue)):
+        assert "global" not in fake.commands
+        assert {c["name"] for c in fake.commands[str(GUILD)]} >= {"video", "credits", "help"}
+        assert fake.find("PUT", rf"/applications/\d+/guilds/{GUILD}/commands")
+
+
+async def test_a_configured_shard_count_runs_an_auto_sharded_client(
+    tmp_path: Any, db: Database, queue: ArqRedis
+) -> None:
+    # guild 7001 is on shard (7001 >> 22) % 2 == 0; this one is on shard 1
+    other = (1 << 22) | 5
+    fake = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD, other), shards=2)
+    await fake.start()
+    fake.install()
+    try:
+        settings = load_settings(_env_file=None, discord_shard_count=2,
+                                 database_path=tmp_path / "db.sqlite3")
+        async with running_bot(fake, settings, Service(settings, db, queue)) as bot:
+            assert isinstance(bot.client, ShardedTalkiesClient)
+            assert sorted(tuple(i["shard"]) for i in fake.identifies) == [(0, 2), (1, 2)]
+            assert {g.id for g in bot.client.guilds} == {GUILD, other}
+            record = await fake.slash("credits", guild_id=other, user_id=MEMBER)
+            assert fake.shard_of(other) == 1
+            assert "200 credits" in await answered(fake, record)
+    finally:
+        fake.uninstall()
+        await fake.close()
+
+
+# -- /help and /credits ---------------------------------------------------------------------------
+async def test_help_is_ephemeral_and_lists_the_commands(
+    fake: FakeDiscord, settings: Settings, service: Service
+) -> None:
+    async with running_bot(fake, settings, service):
+        record = await fake.slash("help")
+        await fake.wait_for(lambda: record.responded)
+        callback = fake.find("POST", rf"/interactions/{record.id}/{record.token}/callback")[0]
+        assert callback.body["type"] == 4
+        assert callback.body["data"]["flags"] & EPHEMERAL
+        text = callback.body["data"]["content"]
+        for command in ("/video", "/credits", "/cancel", "/grant", "/pool"):
+            assert command in text
+
+
+async def test_credits_shows_balance_daily_grant_and_jobs_in_flight(
+    fake: FakeDiscord, settings: Settings, service: Service
+) -> None:
+    async with running_bot(fake, settings, service):
+        record = await fake.slash("credits", user_id=MEMBER)
+        text = await answered(fake, record)
+        callback = fake.find("POST", rf"/interactions/{record.id}/{record.token}/callback")[0]
+        assert callback.body == {"type": 5, "data": {"flags": EPHEMERAL}}
+        assert "Welcome! You received 200 free credits" in text
+        assert "**200 credits** available" in text and "enough for 10" in text
+        assert "your first command each day adds 100 free credits" in text and "<t:" in text
+        assert "No videos in progress." in text
+
+        video = await fake.slash("video", [opt("prompt", "rain on a tin roof")], user_id=MEMBER)
+        await fake.wait_for(lambda: originals(fake, video.token))
+        record = await fake.slash("credits", user_id=MEMBER)
+        text = await answered(fake, record)
+        assert "Welcome" not in text and "Today's free credits: received" in text
+        assert "**180 credits** available (20 reserved for videos in progress)" in text
+        assert "In progress (1)" in text and "\u201crain on a tin roof\u201d \u2014 queued" in text
+
+
+# -- /grant and /pool permission matrix -----------------------------------------------------------
+async def test_grant_and_pool_permission_matrix(
+    fake: FakeDiscord, settings: Settings, service: Service
+) -> None:
+    bob = fake.user(BOB, "bob")
+
+    def grant(actor: int, amount: int, *, permissions: int = 0, to: dict[str, Any] = bob,
+              guild_id: int | None = GUILD) -> Any:
+        return fake.slash(
+            "grant", [opt("user", to["id"], 6), opt("amount", amount, 4), opt("reason", "contest")],
+            user_id=actor, permissions=permissions, resolved_users=[to], guild_id=guild_id,
+        )
+
+    def pool(sub: str, actor: int, *options: dict[str, Any], permissions: int = 0) -> Any:
+        return fake.slash("pool", [{"name": sub, "type": 1, "options": list(options)}],
+                          user_id=actor, permissions=permissions)
+
+    async def bob_available() -> int:
+        view = await service.show_credits(service_actor(BOB))
+        return view.available
+
+    async with running_bot(fake, settings, service):
+        # a member may not grant
+        text = await ephemeral_error(fake, await grant(MEMBER, 10))
+        assert "Only bot operators" in text
+        # a server admin grants only from the pool, which is empty
+        text = await ephemeral_error(fake, await grant(ADMIN, 10, permissions=MANAGE_GUILD))
+        assert "pool has 0 credits left" in text and "/pool fund" in text
+        assert await service.pool_balance(service_actor(ADMIN, GUILD)) == 0
+
+        # only operators fund the pool
+        text = await answered(fake, await pool("fund", ADMIN, opt("amount", 50, 4),
+                                               opt("reason", "event"), permissions=MANAGE_GUILD))
+        assert "Only bot operators can fund" in text
+        text = await answered(fake, await pool("fund", OPERATOR, opt("amount", 50, 4),
+                                               opt("reason", "event")))
+        assert "it now holds **50**" in text
+        text = await answered(fake, await pool("balance", MEMBER))
+        assert "holds **50 credits**" in text
+
+        # the admin grants from the pool: private confirmation + public notice to bob
+        record = await grant(ADMIN, 30, permissions=MANAGE_GUILD)
+        text = await answered(fake, record)
+        assert f"Granted 30 credits to <@{BOB}> from this server's pool (20 credits left" in text
+        await fake.wait_for(lambda: record.followups)
+        notice = record.followups[-1]
+        assert not notice["flags"] & EPHEMERAL and f"<@{BOB}>" in notice["content"]
+        assert "contest" in notice["content"]
+        public = fake.find("POST", rf"/webhooks/\d+/{record.token}")[-1].body
+        assert [str(u) for u in public["allowed_mentions"]["users"]] == [str(BOB)]
+        assert await bob_available() == 230  # signup 200 + 30 (grants don't trigger the daily)
+
+        # the pool is now exhausted for a bigger grant; nothing moves
+        text = await ephemeral_error(fake, await grant(ADMIN, 25, permissions=MANAGE_GUILD))
+        assert "pool has 20 credits left, not enough to grant 25" in text
+        assert await bob_available() == 230
+
+        # admins can't grant themselves; Administrator counts like Manage Server
+        me = fake.user(ADMIN, "admin")
+        text = await ephemeral_error(fake, await grant(ADMIN, 5, permissions=MANAGE_GUILD, to=me))
+        assert "to themselves" in text
+        text = await answered(fake, await grant(ADMIN, 5, permissions=1 << 3))
+        assert "from this server's pool (15 credits left" in text
+
+        # operators grant freely, even in DMs, without touching the pool
+        text = await answered(fake, await grant(OPERATOR, 1000, guild_id=None))
+        assert "as a bot operator" in text
+        assert await bob_available() == 1235
+        assert await service.pool_balance(service_actor(ADMIN, GUILD)) == 15
+
+        # bots can't receive credits; bad input never reaches the ledger
+        robot = fake.user(4444, "robot", bot=True)
+        text = await ephemeral_error(fake, await grant(OPERATOR, 5, to=robot))
+        assert "Bots can't hold credits" in text
+
+
+def service_actor(user_id: int, server: int | None = None) -> Any:
+    from bot.service import Actor
+
+    return Actor("discord", str(user_id), server_id=str(server) if server else None)
+
+
+# -- /video acknowledgement and refusals ---------------------------------------------------------
+async def test_video_defers_then_shows_the_queue_position(
+    fake: FakeDiscord, settings: Settings, service: Service, queue: ArqRedis
+) -> None:
+    async with running_bot(fake, settings, service):
+        record = await fake.slash(
+            "video", [opt("prompt", "  waves  on a reef "), opt("seconds", 4, 4), opt("seed", 7, 4)],
+            attachment_size_limit=25 * 2**20,
+        )
+        edits = await fake.wait_for(lambda: originals(fake, record.token))
+        callback = fake.find("POST", rf"/interactions/{record.id}/{record.token}/callback")
+        assert [c.body for c in callback] == [{"type": 5}]
+        assert callback[0].query.get("with_response") in ("1", "true", "True")
+        assert callback[0].at < edits[0].at
+        assert "\u201cwaves on a reef\u201d \u00b7 4 s" in edits[0].content
+        assert "Queued: position 1" in edits[0].content
+
+        jobs = await service.jobs.unfinished()
+        assert len(jobs) == 1
+        job = jobs[0]
+        assert (job.params["seconds"], job.params["seed"]) == (4.0, 7)
+        assert job.params["max_bytes"] == 25 * 2**20  # the interaction's upload limit
+        assert job.delivery["token"] == record.token
+        assert job.delivery["channel_id"] == str(fake.channel_id)
+        assert job.delivery["user_id"] == "1001" and job.delivery["guild_id"] == str(GUILD)
+        assert await queue.zrank(QUEUE_NAME, job.id) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([opt("prompt", "waves\u200bcrashing")], "invisible characters"),
+        ([opt("prompt", "waves"), opt("seconds", 0.2, 10)], "Clips can be 1 to 10 seconds"),
+    ],
+)
+async def test_video_refusals_are_ephemeral_and_charge_nothing(
+    fake: FakeDiscord, settings: Settings, service: Service, options: list[dict[str, Any]],
+    expected: str,
+) -> None:
+    async with running_bot(fake, settings, service):
+        record = await fake.slash("video", options)
+        text = await ephemeral_error(fake, record)
+        assert expected in text
+        assert fake.find("DELETE", rf"/webhooks/\d+/{record.token}/messages/@original")
+        assert record.deleted
+        assert await service.jobs.unfinished() == []
+
+
+async def test_video_without_enough_credits_says_how_to_get_more(
+    fake: FakeDiscord, tmp_path: Any, db: Database, queue: ArqRedis
+) -> None:
+    settings = load_settings(_env_file=None, video_price=500, database_path=tmp_path / "d.sqlite3")
+    async with running_bot(fake, settings, Service(settings, db, queue)):
+        text = await ephemeral_error(fake, await fake.slash("video", [opt("prompt", "waves")]))
+        assert "costs 500 credits and you have 200" in text and "ask a server admin" in text
+
+
+async def test_cancel_refunds_the_queued_job_and_marks_its_message(
+    fake: FakeDiscord, settings: Settings, service: Service, queue: ArqRedis
+) -> None:
+    async with running_bot(fake, settings, service):
+        nothing = await fake.slash("cancel")
+        assert "no queued video" in await answered(fake, nothing)
+
+        video = await fake.slash("video", [opt("prompt", "a slow sunrise")])
+        await fake.wait_for(lambda: originals(fake, video.token))
+        record = await fake.slash("cancel")
+        text = await answered(fake, record)
+        assert "Cancelled \u201ca slow sunrise\u201d; its 20 credits are yours again" in text
+        await fake.wait_for(lambda: "Cancelled" in (video.message or {}).get("content", ""))
+        assert await queue.zcard(QUEUE_NAME) == 0
+        view = await service.show_credits(service_actor(MEMBER))
+        assert (view.available, view.held, view.jobs_in_flight) == (200, 0, [])
+
+
+# -- gateway -----------------------------------------------------------------------------------
+async def test_gateway_reconnect_resumes_and_replays_missed_interactions(
+    fake: FakeDiscord, settings: Settings, service: Service
+) -> None:
+    async with running_bot(fake, settings, service) as bot:
+        await fake.drop_gateway(code=4000)
+        # dispatched while the bot is disconnected: delivered on RESUME
+        record = await fake.slash("credits", user_id=MEMBER)
+        assert "200 credits" in await answered(fake, record)
+        assert len(fake.identifies) == 1  # resumed, not re-identified
+        assert bot.client.is_ready()
+
+        await fake.send_reconnect()
+        await fake.wait_for(lambda: fake._session_for_shard(0).resumed >= 2)  # type: ignore[union-attr]
+        record = await fake.slash("credits", user_id=MEMBER)
+        assert "200 credits" in await answered(fake, record)
+        assert bot.client.is_ready()
