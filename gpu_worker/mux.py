@@ -1,0 +1,239 @@
+"""Encode frames + stereo audio into one MP4 (H.264 + AAC, +faststart) with PyAV.
+
+`encode_mp4` writes a temp file next to the target and renames it (faststart rewrites
+the file at close, which a BytesIO cannot do). The audio is trimmed or padded to the
+video's duration. With `max_bytes`, a file that comes out too big is re-encoded at a
+video bitrate computed from the budget (and a lower audio bitrate when needed) until it
+fits, or `SizeLimitError` says why it can't. Output is deterministic: fixed encoder
+threads, `fflags=+bitexact` (no encoder tag, no creation time).
+
+`decode_video` reads a user's own video back into frames for `analysis.py`;
+`write_stems` saves the mix stems as WAV files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile
+
+from gpu_worker.audio_types import SAMPLE_RATE, to_stereo
+
+AAC_FRAME = 1024  # samples per AAC frame
+VIDEO_THREADS = 2  # fixed, so the bytes don't depend on the machine's core count.
+# x264's bitrate mode with frame threads is not deterministic (seen here), so it gets one.
+AUDIO_BITRATES = (128_000, 96_000, 64_000, 48_000, 32_000)
+MIN_VIDEO_BITRATE = 10_000
+MAX_ATTEMPTS = 6
+
+
+class MuxError(Exception):
+    """An encoding/decoding problem; `user_message` is safe to show to a bot user."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class OutputPathError(MuxError):
+    """The output file can't be written there."""
+
+
+class SizeLimitError(MuxError):
+    """The video can't be made small enough for the upload limit."""
+
+
+class DecodeError(MuxError):
+    """The input video can't be read."""
+
+
+@dataclass(frozen=True)
+class EncodeInfo:
+    path: Path
+    size_bytes: int
+    width: int  # encoded size (odd sizes padded to even)
+    height: int
+    n_frames: int
+    fps: float
+    duration: float  # seconds, n_frames / fps
+    audio_samples: int  # stereo samples at 48 kHz in the file (before AAC priming)
+    crf: int | None  # constant-quality mode, or None when a bitrate was used
+    video_bitrate: int | None  # bits/s when fitted to a budget or asked for
+    audio_bitrate: int
+    attempts: int  # encodes it took to fit max_bytes
+
+
+@dataclass(frozen=True)
+class _Settings:
+    crf: int | None
+    video_bitrate: int | None
+    audio_bitrate: int
+
+
+def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | None,
+               path: str | os.PathLike[str], *, max_bytes: int | None = None, crf: int = 23,
+               video_bitrate: int | None = None, audio_bitrate: int = 128_000,
+               preset: str = "medium") -> EncodeInfo:
+    """Write frames (T, H, W, 3) uint8 RGB and 48 kHz audio to an MP4 at `path`."""
+    video = _even(np.asarray(frames))
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    n_frames = video.shape[0]
+    samples = round(n_frames / fps * SAMPLE_RATE)
+    audio = to_stereo(np.zeros(samples, np.float32) if audio_stereo_48k is None else audio_stereo_48k, samples)
+    target = Path(path)
+    tmp = _temp_file(target)
+    settings = _Settings(None if video_bitrate else crf, video_bitrate, audio_bitrate)
+    try:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            _write(tmp, video, fps, audio, settings, preset)
+            size = tmp.stat().st_size
+            if max_bytes is None or size <= max_bytes:
+                os.replace(tmp, target)
+                return EncodeInfo(
+                    path=target, size_bytes=size, width=video.shape[2], height=video.shape[1],
+                    n_frames=n_frames, fps=float(fps), duration=n_frames / fps, audio_samples=samples,
+                    crf=settings.crf, video_bitrate=settings.video_bitrate,
+                    audio_bitrate=settings.audio_bitrate, attempts=attempt,
+                )
+            settings = _smaller(settings, size, max_bytes, n_frames / fps)
+        raise SizeLimitError(_too_big(max_bytes, size))
+    except OSError as exc:
+        raise _path_error(target, exc) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _even(video: np.ndarray) -> np.ndarray:
+    """Check the frames and pad odd heights/widths by one edge pixel (yuv420p needs even)."""
+    if video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0 or video.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 shaped (T, H, W, 3), got {video.dtype} {video.shape}")
+    pad_h, pad_w = video.shape[1] % 2, video.shape[2] % 2
+    if pad_h or pad_w:
+        video = np.pad(video, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(video)
+
+
+def _temp_file(target: Path) -> Path:
+    if target.is_dir():
+        raise OutputPathError(f"Can't save the video: {target} is a folder.")
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise _path_error(target, exc) from exc
+    os.close(fd)
+    return Path(name)
+
+
+def _path_error(target: Path, exc: OSError) -> OutputPathError:
+    why = {
+        errno.ENOENT: f"the folder {target.parent} does not exist",
+        errno.ENOTDIR: f"{target.parent} is not a folder",
+        errno.EACCES: f"no permission to write in {target.parent}",
+        errno.EPERM: f"no permission to write in {target.parent}",
+        errno.EROFS: f"{target.parent} is read-only",
+        errno.ENOSPC: "the disk is full",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return OutputPathError(f"Can't save the video to {target}: {why}.")
+
+
+def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Settings, preset: str) -> None:
+    options = {"movflags": "+faststart", "fflags": "+bitexact"}
+    with av.open(str(tmp), mode="w", format="mp4", options=options) as out:
+        vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
+        vs.codec_context.thread_count = VIDEO_THREADS if s.video_bitrate is None else 1
+        opts = {"preset": preset}
+        if s.video_bitrate is None:
+            opts["crf"] = str(s.crf)
+        else:  # average bitrate with a VBV cap, so the size follows the budget
+            vs.bit_rate = s.video_bitrate
+            opts.update(maxrate=str(s.video_bitrate), bufsize=str(2 * s.video_bitrate))
+        vs.codec_context.options = opts
+        aus = out.add_stream("aac", rate=SAMPLE_RATE)
+        aus.codec_context.layout = "stereo"
+        aus.bit_rate = s.audio_bitrate
+
+        for i, rgb in enumerate(video):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        for start in range(0, audio.shape[1], AAC_FRAME):  # the last frame may be shorter
+            chunk = np.ascontiguousarray(audio[:, start:start + AAC_FRAME])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = SAMPLE_RATE, start
+            out.mux(aus.encode(frame))
+        out.mux(aus.encode(None))
+
+
+def _smaller(s: _Settings, size: int, max_bytes: int, duration: float) -> _Settings:
+    """Settings for the next try: a video bitrate from the budget, less audio if needed."""
+    budget = max_bytes * 8 * 0.95 - 8 * 4096  # bits, minus container overhead
+    if s.video_bitrate is None:
+        video = (budget / duration) - s.audio_bitrate
+    else:  # the last try overshot: scale by how much
+        video = s.video_bitrate * (max_bytes / size) * 0.9
+    audio = s.audio_bitrate
+    for lower in AUDIO_BITRATES:
+        if video >= MIN_VIDEO_BITRATE or lower >= audio:
+            continue
+        video += audio - lower  # give the audio's bits to the video
+        audio = lower
+    if video < MIN_VIDEO_BITRATE:
+        raise SizeLimitError(_too_big(max_bytes, size))
+    return _Settings(None, int(video), audio)
+
+
+def _too_big(max_bytes: int, size: int) -> str:
+    return (f"The video is too long or detailed to fit in {_human(max_bytes)} "
+            f"(smallest try: {_human(size)}). Try a shorter clip or a smaller size.")
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def write_stems(directory: str | os.PathLike[str], stems: dict[str, np.ndarray],
+                sr: int = SAMPLE_RATE) -> dict[str, Path]:
+    """Write each stem as `<name>.wav` (32-bit float, so levels above 1.0 survive)."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, audio in stems.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise ValueError(f"bad stem name {name!r}")
+        data = np.asarray(audio, np.float32)
+        path = folder / f"{name}.wav"
+        soundfile.write(path, data.T if data.ndim == 2 else data, sr, subtype="FLOAT")
+        written[name] = path
+    return written
+
+
+def decode_video(path: str | os.PathLike[str], *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Read a video file's frames as (T, H, W, 3) uint8 RGB and its frame rate."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DecodeError("That file has no video in it.")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 24.0
+            frames = []
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except (OSError, av.FFmpegError) as exc:
+        raise DecodeError(f"Can't read that video ({exc.__class__.__name__}).") from exc
+    if not frames:
+        raise DecodeError("That video has no frames.")
+    return np.stack(frames), fps
