@@ -412,8 +412,9 @@ def _music(text: str, scenes: list, dynamics: Dynamics) -> MusicPlan:
     moods = _unique([v for _, _, v in _all_matches(list(MOODS.items()), text)])  # type: ignore[misc]
     genre = genres[0] if genres else None
     explicit = bool(instruments or genre or _find(r"music|soundtrack|score|melody|song", text))
-    scene_mood = scenes[0][2] if scenes else GENRE_MOOD.get(genre or "", "neutral")
-    mood = moods[0] if moods else scene_mood
+    # explicit words win: mood word > the named genre's mood > the scene's mood
+    scene_mood = scenes[0][2] if scenes else "neutral"
+    mood = moods[0] if moods else GENRE_MOOD.get(genre or "", scene_mood)
     if genre is None and not instruments:
         genre = (scenes[0][3] if scenes and scenes[0][3] else None) or MOOD_DEFAULTS[mood][1]
     if not instruments:

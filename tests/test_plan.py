@@ -125,6 +125,12 @@ def test_explicit_music_wins_over_scene_inference() -> None:
     assert explicit.music.genre != "jazz" and explicit.music.explicit
 
 
+def test_named_genre_sets_the_mood_over_the_scene() -> None:
+    plan = plan_prompt("a misty forest at dawn, techno music")
+    assert plan.music.genre == "techno" and plan.music.mood == "energetic"
+    assert plan.music.tempo_bpm >= 120 and plan.ambience.environment == "forest"
+
+
 def test_explicit_ambience_wins_over_scene_inference() -> None:
     plan = plan_prompt("a forest path with the sound of rain")
     assert "rain" in plan.ambience.sounds
