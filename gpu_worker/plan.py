@@ -27,7 +27,7 @@ class MusicPlan:
     mood: str
     tempo_bpm: int
     description: str  # text for MusicGen
-    explicit: bool  # the user named music, instruments, genre or mood
+    explicit: bool  # the user named music, an instrument or a genre
 
 
 @dataclass(frozen=True)
