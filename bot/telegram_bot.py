@@ -216,6 +216,13 @@ class TelegramHandlers:
         except UserFacingError as exc:
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.message)
             return
+        except Exception:
+            log.exception("video request failed")
+            await self.frontend.settle_status(
+                message.chat_id, status.message_id,
+                "Something went wrong on our side. Please try again in a minute.",
+            )
+            return
         self.frontend.set_status(
             message.chat_id, status.message_id, queued_text(accepted, self.settings.signup_grant)
         )
@@ -457,6 +464,8 @@ class TelegramBot:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+        if not await self.frontend.drain():
+            log.warning("stopping with an upload still in progress")
         if self.watcher is not None:
             await self.watcher.close()
         await self.frontend.close()

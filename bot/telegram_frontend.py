@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from telegram import Bot, InputFile, ReplyParameters
 from telegram.constants import ChatAction, FileSizeLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.telegram_media import FittedVideo, VideoTooLarge, fit_mp4
@@ -49,7 +51,9 @@ DONE_TEXT = "Done: your video is below."
 
 def retry_after_seconds(exc: RetryAfter) -> float:
     """``retry_after`` as seconds (python-telegram-bot gives an int or a timedelta)."""
-    value = exc.retry_after
+    with warnings.catch_warnings():  # PTB 22 warns that it will become a timedelta
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
@@ -162,6 +166,9 @@ class TelegramFrontend:
         self.flood = FloodGate(clock)
         self._statuses: dict[tuple[int, int], _Status] = {}
         self._settled: dict[tuple[int, int], None] = {}  # ordered set, newest last
+        self._uploads = 0
+        self._no_uploads = asyncio.Event()
+        self._no_uploads.set()
 
     # -- plain calls with flood control -------------------------------------------------------
     async def call(self, chat_id: int, make: Callable[[], Awaitable[T]]) -> T:
@@ -279,6 +286,24 @@ class TelegramFrontend:
         self.set_status(target.chat_id, target.status_message_id, text)
 
     async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+        self._uploads += 1
+        self._no_uploads.clear()
+        try:
+            await self._deliver(job, video, caption)
+        finally:
+            self._uploads -= 1
+            if self._uploads == 0:
+                self._no_uploads.set()
+
+    async def drain(self, timeout_s: float = UPLOAD_TIMEOUT_S) -> bool:
+        """Wait for uploads in progress (so a stopping bot doesn't cut one off midway)."""
+        try:
+            await asyncio.wait_for(self._no_uploads.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _deliver(self, job: Job, video: VideoResult, caption: str) -> None:
         target = Target.of(job)
         fitted = await self._fit(video)
         action = asyncio.create_task(self._upload_action(target))
@@ -346,8 +371,11 @@ class TelegramFrontend:
                 )
             await asyncio.sleep(CHAT_ACTION_EVERY_S)
 
-    async def close(self) -> None:
-        """Stop pending status edits (they are cosmetic; the jobs themselves are recorded)."""
+    async def close(self, grace_s: float = 2.0) -> None:
+        """Give last status texts (done, cancelled, failed) a moment, then stop editing."""
+        last = [s.task for s in self._statuses.values() if s.final and s.task and not s.task.done()]
+        if last:
+            await asyncio.wait(last, timeout=grace_s)
         tasks = [s.task for s in self._statuses.values() if s.task and not s.task.done()]
         for task in tasks:
             task.cancel()

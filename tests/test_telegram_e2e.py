@@ -1,0 +1,185 @@
+"""Telegram end to end: a private message becomes an MP4, through real Redis and a GPU worker.
+
+python-telegram-bot talks to the fake Bot API; the worker is the real arq worker process on
+the tiny random-weight preset (CPU). Checks the status edits in order and at the allowed pace,
+the uploaded MP4 (ffprobe), the credits, and a bot restart in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.service import Service
+from bot.telegram_frontend import DONE_TEXT, EDIT_INTERVAL_S
+from storage import JobStatus
+from tests.conftest import RedisServer
+from tests.telegram_fake import Chat, FakeBotAPI
+from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
+    ALICE,
+    PROMPT,
+    api,
+    available,
+    ffprobe,
+    make_bot,
+    queue,
+    service,
+)
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+JOB_TIMEOUT_S = 240.0
+
+
+@pytest.fixture(scope="module")
+def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The real arq GPU worker on the tiny preset, for this module's tests; its log path."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "TALKIES_REDIS_URL": redis_server.url,
+        "TALKIES_MODEL_PRESET": "tiny",
+        "TALKIES_DEVICE": "cpu",
+        "TALKIES_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    arq = Path(sys.executable).parent / "arq"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(arq), "gpu_worker.worker.WorkerSettings"], cwd=REPO, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def worker_log(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:]
+
+
+async def wait_for_status(service: Service, job_id: str, status: JobStatus, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (job := await service.jobs.get(job_id)) is None or job.status is not status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} is {job and job.status}, not {status}")
+        await asyncio.sleep(0.1)
+
+
+async def all_job_ids(service: Service) -> list[str]:
+    async with service.db.reading() as conn:
+        cursor = await conn.execute("SELECT id FROM jobs ORDER BY created_at")
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def ledger_kinds(service: Service, job_id: str) -> list[str]:
+    async with service.db.reading() as conn:
+        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+        return [row[0] for row in await cursor.fetchall()]
+
+
+@pytest.fixture
+async def running_worker(worker: Path, redis_url: str) -> AsyncIterator[Path]:
+    """The module's worker, with Redis emptied for this test (``redis_url`` flushes it)."""
+    yield worker
+
+
+async def test_private_message_end_to_end(
+    running_worker: Path, api: FakeBotAPI, service: Service, tmp_path: Path
+) -> None:
+    chat = Chat.private(ALICE)
+    async with make_bot(service, api):
+        message = api.push_message(chat, ALICE, PROMPT)
+        status = await api.wait_reply(chat.id, message["message_id"])
+        try:
+            await api.wait_for(lambda: api.videos, timeout=JOB_TIMEOUT_S)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{worker_log(running_worker)}") from None
+        await api.wait_for(lambda: status.text == DONE_TEXT, timeout=5)
+        [job_id] = await all_job_ids(service)
+        job = await service.jobs.get(job_id)
+        assert job is not None
+        await wait_for_status(service, job.id, JobStatus.DONE, timeout=5)
+
+    # The status message: acknowledged, queued, generating (monotonic), done - in that order.
+    texts = status.texts
+    assert texts[0].startswith("Got it") and texts[1].startswith("Queued: ")
+    generating = [i for i, t in enumerate(texts) if t.startswith("Generating")]
+    assert generating, texts
+    percents = [float(t.split("(")[1].split("%")[0]) for t in texts if "%)" in t]
+    assert percents == sorted(percents), texts
+    assert texts[-1] == DONE_TEXT
+    order = [1, generating[0], len(texts) - 1]
+    if "Uploading your video..." in texts:
+        order.insert(2, texts.index("Uploading your video..."))
+    assert order == sorted(order), texts
+    gaps = [b - a for a, b in zip(status.edit_times, status.edit_times[1:])]
+    assert all(gap >= EDIT_INTERVAL_S - 0.05 for gap in gaps), gaps
+
+    # The video: a reply to the prompt, streamable, with its real size and length.
+    [video] = api.videos
+    assert video.chat_id == chat.id
+    assert video.params["reply_parameters"]["message_id"] == message["message_id"]
+    assert video.params["supports_streaming"] is True
+    assert PROMPT in video.params["caption"] and "180 credits left" in video.params["caption"]
+    probe = ffprobe(video.data, tmp_path)
+    streams = {s["codec_type"]: s for s in probe["streams"]}  # type: ignore[index]
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
+    assert (video.params["width"], video.params["height"]) == (
+        streams["video"]["width"], streams["video"]["height"]
+    )
+    duration = float(probe["format"]["duration"])  # type: ignore[index]
+    assert abs(video.params["duration"] - duration) <= 1
+    actions = api.calls_of("sendChatAction")
+    assert actions and all(a.params["action"] == "upload_video" for a in actions)
+    assert actions[0].at <= api.calls_of("sendVideo")[0].at
+
+    # Credits: reserved, then committed once delivered.
+    assert await available(service, ALICE) == 180
+    assert await ledger_kinds(service, job.id) == ["reserve", "commit"]
+
+
+async def test_a_bot_restart_mid_job_still_delivers_once(
+    running_worker: Path, api: FakeBotAPI, service: Service
+) -> None:
+    chat = Chat.private(ALICE)
+    first = make_bot(service, api)
+    await first.start()
+    try:
+        message = api.push_message(chat, ALICE, PROMPT)
+        status = await api.wait_reply(chat.id, message["message_id"])
+        await api.wait_for(lambda: status.text.startswith("Queued"))
+        [job] = await service.jobs.unfinished()
+        await wait_for_status(service, job.id, JobStatus.RUNNING, timeout=JOB_TIMEOUT_S)
+    finally:
+        await first.stop()
+    assert api.videos == [], "the job finished before the restart; the test proves nothing"
+
+    async with make_bot(service, api) as second:
+        assert second.resumed == 1
+        await api.wait_for(lambda: api.videos, timeout=JOB_TIMEOUT_S)
+        await api.wait_for(lambda: status.text == DONE_TEXT, timeout=5)
+        await wait_for_status(service, job.id, JobStatus.DONE, timeout=5)
+    async with make_bot(service, api) as third:  # a later start finds nothing left to do
+        assert third.resumed == 0
+        await asyncio.sleep(0.5)
+
+    [video] = api.videos
+    assert video.params["reply_parameters"]["message_id"] == message["message_id"]
+    assert await available(service, ALICE) == 180
+    assert await ledger_kinds(service, job.id) == ["reserve", "commit"]
