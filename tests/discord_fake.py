@@ -80,6 +80,7 @@ class PlannedFailure:
     body: dict[str, Any]
     headers: dict[str, str]
     times: int
+    skip: int = 0
 
 
 @dataclass
@@ -191,15 +192,17 @@ class FakeDiscord:
 
     def fail_next(
         self, method: str, path_pattern: str, status: int, body: dict[str, Any] | None = None,
-        *, headers: dict[str, str] | None = None, times: int = 1,
+        *, headers: dict[str, str] | None = None, times: int = 1, skip: int = 0,
     ) -> None:
-        """Answer the next ``times`` requests matching with an error instead."""
+        """Answer ``times`` matching requests with an error, after letting ``skip`` through."""
         self._failures.append(PlannedFailure(
             method, re.compile(path_pattern), status, body or {"message": "error", "code": 0},
-            headers or {}, times,
+            headers or {}, times, skip,
         ))
 
-    def rate_limit_next(self, method: str, path_pattern: str, retry_after: float, times: int = 1) -> None:
+    def rate_limit_next(
+        self, method: str, path_pattern: str, retry_after: float, times: int = 1, skip: int = 0
+    ) -> None:
         """A real-looking 429 (``Via`` header, ``retry_after`` body), as Discord sends it."""
         self.fail_next(
             method, path_pattern, 429,
@@ -210,7 +213,7 @@ class FakeDiscord:
                 "X-RateLimit-Reset-After": str(retry_after), "X-RateLimit-Bucket": "fake",
                 "X-RateLimit-Scope": "user",
             },
-            times=times,
+            times=times, skip=skip,
         )
 
     def expire_token(self, token: str) -> None:
@@ -475,6 +478,9 @@ class FakeDiscord:
     def _planned(self, record: Recorded) -> web.Response | None:
         for failure in self._failures:
             if failure.times > 0 and failure.method == record.method and failure.pattern.fullmatch(record.path):
+                if failure.skip > 0:
+                    failure.skip -= 1
+                    continue
                 failure.times -= 1
                 return json_response(failure.body, failure.status, failure.headers)
         return None
