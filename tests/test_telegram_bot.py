@@ -8,6 +8,7 @@ in :mod:`tests.telegram_fake`. The end-to-end runs with a GPU worker are in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import shutil
@@ -424,6 +425,48 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
         with pytest.raises(DeliveryError, match="could not be made to fit"):
             await running.frontend.deliver(job, video, "caption")
         assert len(api.videos) == 1
+
+
+async def test_upload_waits_out_flood_control_and_reports_refusals(
+    bot: TelegramBot, api: FakeBotAPI, service: Service
+) -> None:
+    chat = Chat.private(ALICE)
+    message = api.push_message(chat, ALICE, PROMPT)
+    status = await api.wait_reply(chat.id, message["message_id"])
+    await api.wait_for(lambda: status.text.startswith("Queued"))
+    [job] = await service.jobs.unfinished()
+    await bot.watcher.close()
+    video = VideoResult(job.id, noisy_mp4(seconds=0.5, width=64, height=48), 0.5, 64, 48)
+
+    api.fail("sendVideo", code=429, retry_after=1)
+    await bot.frontend.deliver(job, video, "caption")
+    refused, accepted = api.calls_of("sendVideo")
+    assert refused.error == 429 and accepted.error is None
+    assert accepted.at - refused.at >= 1.0 - 0.05
+    assert len(api.videos) == 1 and "reply_markup" not in accepted.params  # no dead buttons
+
+    api.fail("sendVideo", code=403, description="Forbidden: bot was blocked by the user")
+    with pytest.raises(DeliveryError, match="can no longer post"):
+        await bot.frontend.deliver(job, video, "caption")
+
+    # A failure notice edits the job's status message...
+    second = api.push_message(chat, ALICE, "rain on a tin roof, soft piano")
+    status2 = await api.wait_reply(chat.id, second["message_id"])
+    await api.wait_for(lambda: status2.text.startswith("Queued"))
+    [job2] = [j for j in await service.jobs.unfinished() if j.id != job.id]
+    await bot.frontend.report_failure(job2, "It broke. You were not charged.")
+    assert status2.text == "It broke. You were not charged."
+    # ...or, when that message is gone (or already says "done"), comes as a new reply.
+    gone = dataclasses.replace(job2, delivery={**job2.delivery, "status_message_id": 999})
+    await bot.frontend.report_failure(gone, "It broke again. You were not charged.")
+    await bot.frontend.report_failure(job, "Late news. You were not charged.")
+    assert status.text == "Done: your video is below."
+    assert [m.text for m in api.replies_to(chat.id, second["message_id"])][1:] == [
+        "It broke again. You were not charged."
+    ]
+    assert [m.text for m in api.replies_to(chat.id, message["message_id"])][1:] == [
+        "Late news. You were not charged."
+    ]
 
 
 async def test_pending_updates_survive_a_bot_restart(
