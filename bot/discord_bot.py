@@ -11,7 +11,9 @@ delivered over REST and so survive gateway reconnects and restarts. :func:`run` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from typing import Any
 
@@ -155,6 +157,9 @@ async def serve(settings: Settings) -> None:
         queue = await create_queue_pool(settings.redis_url)
         try:
             bot = build_bot(settings, Service(settings, db, queue))
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):  # SIGTERM: close cleanly
+                loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(bot.close()))
             async with bot.client:
                 await bot.start()
         finally:

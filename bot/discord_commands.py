@@ -150,11 +150,11 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
             actor_of(interaction), prompt, seconds=seconds, seed=seed, delivery=delivery,
             max_bytes=delivery["attachment_size_limit"],
         )
+        bot.follow(accepted.job_id)  # from here on the watcher owns the job
         job = await service.jobs.get(accepted.job_id)
         if job is not None:
             queued = Progress(job.id, "queued", queue_position=accepted.queue_position)
             await bot.frontend.show_progress(job, queued)
-        bot.follow(accepted.job_id)
 
     if seconds_choices:
         video = app_commands.choices(seconds=seconds_choices)(video)
@@ -193,11 +193,14 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
             f"They now have {done.recipient_available} available.",
             allowed_mentions=NO_MENTIONS,
         )
-        await interaction.followup.send(
-            clip(f"{interaction.user.mention} granted {user.mention} **{done.amount}** credits: "
-                 f"{reason}"),
-            allowed_mentions=discord.AllowedMentions(users=[user], everyone=False, roles=False),
-        )
+        try:  # the grant is done; a failed public notice must not read as a failed grant
+            await interaction.followup.send(
+                clip(f"{interaction.user.mention} granted {user.mention} **{done.amount}** "
+                     f"credits: {reason}"),
+                allowed_mentions=discord.AllowedMentions(users=[user], everyone=False, roles=False),
+            )
+        except discord.HTTPException as exc:
+            log.warning("grant notice not posted: %s", exc)
 
     pool = app_commands.Group(
         name="pool", description="This server's pool of credits that its admins can grant",

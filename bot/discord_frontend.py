@@ -38,8 +38,10 @@ TOKEN_LIFETIME_S = 15 * 60
 TOKEN_MARGIN_S = 60.0  # stop relying on a token this long before it expires
 EDIT_INTERVAL_S = 1.5
 MESSAGE_LIMIT = 2000
+MAX_ENDED = 10_000
 ORIGINAL = cast(int, "@original")  # Discord's alias for an interaction's first message
 TOKEN_GONE_CODES = {10015, 50027}  # Unknown Webhook, Invalid Webhook Token
+UNKNOWN_MESSAGE = 10008  # e.g. the user deleted the status message
 Clock = Callable[[], float]
 
 
@@ -53,7 +55,7 @@ def delivery_info(interaction: discord.Interaction, now: float) -> dict[str, Any
         "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
         "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
         "user_id": str(interaction.user.id),
-        "created_at": now,
+        "created_at": min(now, interaction.created_at.timestamp()),
         "attachment_size_limit": int(limit),
     }
 
@@ -88,12 +90,24 @@ class StatusMessage:
         self._last_edit = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._final_note = False
         self.closed = False
 
+    def expire_after(self, delay_s: float, note: str) -> None:
+        """Shortly before the token dies, add ``note`` to the message and stop editing it."""
+        def expire() -> None:
+            if not self.closed:
+                base = self._wanted or self.sent_text or ""
+                self.update(f"{base}\n{note}".strip())
+                self._final_note = True
+
+        self._expiry = asyncio.get_running_loop().call_later(max(delay_s, 0.0), expire)
+
     def update(self, text: str) -> None:
-        if self.closed:
+        if self.closed or self._final_note:
             return
-        self._wanted = text
+        self._wanted = clip(text)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush(), name="discord-status-edit")
 
@@ -130,6 +144,8 @@ class StatusMessage:
     async def close(self) -> None:
         """Stop progress edits; returns once none is in flight."""
         self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         task, self._task = self._task, None
         if task is not None and not task.done():
             await asyncio.gather(task, return_exceptions=True)
@@ -181,7 +197,7 @@ class DiscordFrontend:
         self.token_lifetime_s = token_lifetime_s
         self.token_margin_s = token_margin_s
         self._status: dict[str, StatusMessage] = {}
-        self._ended: set[str] = set()  # delivered, failed or cancelled: no more progress
+        self._ended: dict[str, None] = {}  # delivered/failed/cancelled (bounded, oldest first)
 
     async def close(self) -> None:
         """Stop all status edits (waits for those in flight)."""
@@ -190,10 +206,14 @@ class DiscordFrontend:
         await asyncio.gather(*(status.close() for status in statuses), return_exceptions=True)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _token_deadline(self, job: Job) -> float:
+        """When to stop relying on the interaction token (clock seconds)."""
+        created = float(job.delivery.get("created_at") or 0.0)
+        return created + self.token_lifetime_s - self.token_margin_s
+
     def token_usable(self, job: Job) -> bool:
         """Whether the interaction token will still be valid for a while."""
-        created = float(job.delivery.get("created_at") or 0.0)
-        return self.clock() < created + self.token_lifetime_s - self.token_margin_s
+        return self.clock() < self._token_deadline(job)
 
     def _webhook(self, target: _Target) -> discord.Webhook:
         """The interaction's follow-up webhook (what ``Interaction.followup`` builds)."""
@@ -205,12 +225,21 @@ class DiscordFrontend:
     def status(self, job: Job) -> StatusMessage:
         status = self._status.get(job.id)
         if status is None:
-            status = StatusMessage(self._webhook(_Target.of(job)), self.edit_interval_s)
+            target = _Target.of(job)
+            status = StatusMessage(self._webhook(target), self.edit_interval_s)
+            where = "in this channel and mention you" if target.guild_id else "here"
+            status.expire_after(
+                self._token_deadline(job) - self.clock(),
+                f"_This message can't be updated after 15 minutes: I'll post the video {where} "
+                "when it's ready._",
+            )
             self._status[job.id] = status
         return status
 
     async def _close_status(self, job: Job) -> StatusMessage:
-        self._ended.add(job.id)
+        self._ended[job.id] = None
+        while len(self._ended) > MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
         status = self.status(job)
         await status.close()
         self._status.pop(job.id, None)
@@ -234,9 +263,10 @@ class DiscordFrontend:
                 )
                 return
             except discord.HTTPException as exc:
-                if not token_gone(exc):
+                if not token_gone(exc) and exc.code != UNKNOWN_MESSAGE:
                     raise _delivery_error(exc) from exc
-                log.info("job %s: interaction token gone; posting to the channel", job.id)
+                log.info("job %s: status message or token gone (%s); posting elsewhere",
+                         job.id, exc.code)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise DeliveryError(f"the upload to Discord failed ({exc})", retryable=True) from exc
         mention = f"<@{target.user_id}> your video is ready: {caption}"

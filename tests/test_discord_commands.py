@@ -7,6 +7,7 @@ No worker runs here: queued jobs stay queued (see test_discord_video.py for full
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -352,3 +353,37 @@ async def test_gateway_reconnect_resumes_and_replays_missed_interactions(
         record = await fake.slash("credits", user_id=MEMBER)
         assert "200 credits" in await answered(fake, record)
         assert bot.client.is_ready()
+
+
+# -- the process entry points ------------------------------------------------------------------
+def test_run_without_a_token_explains_how_to_enable_discord(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.discord_bot import run
+
+    run(load_settings(_env_file=None, database_path=tmp_path / "db.sqlite3"))
+    assert "set TALKIES_DISCORD_TOKEN" in capsys.readouterr().out
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
+async def test_serve_opens_database_and_queue_and_answers_commands(
+    fake: FakeDiscord, tmp_path: Any, redis_url: str
+) -> None:
+    import asyncio
+
+    from bot.discord_bot import serve
+
+    settings = load_settings(_env_file=None, discord_token="serve-token", redis_url=redis_url,
+                             database_path=tmp_path / "serve.sqlite3")
+    task = asyncio.create_task(serve(settings))
+    try:
+        await fake.wait_for(lambda: fake.commands.get("global") and fake.connected(), timeout=15)
+        assert fake.identifies[0]["token"] == "serve-token"
+        record = await fake.slash("credits", user_id=MEMBER)
+        assert "**200 credits** available" in await answered(fake, record)
+        assert (tmp_path / "serve.sqlite3").exists()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    await fake.wait_for(lambda: not fake.connected(), timeout=5)

@@ -252,3 +252,31 @@ async def test_after_expiry_a_failure_is_sent_by_direct_message(
     assert not record.deleted and not record.followups
     posts = fake.find("POST", r"/channels/91006/messages")
     assert len(posts) == 1 and "took too long" in str(posts[0].content)
+
+
+async def test_before_the_token_expires_the_message_says_where_the_video_will_go(
+    fake: FakeDiscord, service: Service, bot: DiscordBot
+) -> None:
+    bot.frontend.token_lifetime_s = bot.frontend.token_margin_s + 1.0  # "expires" in 1 s
+    record, job = await video_job(fake, service)
+    note = await fake.wait_for(lambda: [r for r in originals(fake, record.token)
+                                        if "can't be updated after 15 minutes" in str(r.content)])
+    assert "Queued" in str(note[0].content) and "in this channel and mention you" in str(note[0].content)
+    count = len(originals(fake, record.token))
+    await bot.frontend.show_progress(job, Progress(job.id, "running", stage="video", percent=10))
+    await asyncio.sleep(INTERVAL * 2)
+    assert len(originals(fake, record.token)) == count  # no edits after the note
+    await bot.frontend.deliver(job, result(job, make_mp4()), "caption")
+    assert len(originals(fake, record.token)) == count
+    assert fake.find("POST", rf"/channels/{fake.channel_id}/messages")
+
+
+async def test_a_deleted_status_message_does_not_lose_the_video(
+    fake: FakeDiscord, service: Service, bot: DiscordBot
+) -> None:
+    record, job = await video_job(fake, service)
+    record.deleted = True  # the user dismissed/deleted the "thinking" message
+    await bot.frontend.deliver(job, result(job, make_mp4()), "caption")
+    assert originals(fake, record.token)[-1].status == 404
+    posts = fake.find("POST", rf"/channels/{fake.channel_id}/messages")
+    assert len(posts) == 1 and posts[0].files and "<@1001>" in str(posts[0].content)
