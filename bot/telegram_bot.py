@@ -194,7 +194,9 @@ class TelegramHandlers:
         for text in mentions:
             prompt = prompt.replace(text, " ")
         if not prompt.strip():
-            await self.reply(message, f"Mention me with a prompt, e.g. @{me.username} {EXAMPLE_PROMPT}")
+            await self.reply(
+                message, f"Mention me with a prompt, e.g. @{me.username} {EXAMPLE_PROMPT}"
+            )
             return
         await self.request_video(update, prompt)
 
@@ -483,31 +485,44 @@ class TelegramBot:
         await self.stop()
 
 
-async def serve(settings: Settings) -> None:
-    """Open the database and queue, run the bot until SIGINT/SIGTERM."""
+async def serve(
+    settings: Settings, *, base_url: str | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Open the database and queue, run the bot until SIGINT/SIGTERM (or ``stop`` is set)."""
     from gpu_worker.protocol import create_queue_pool
     from storage import Database
 
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    async with Database(settings.database_path) as db:
-        queue = await create_queue_pool(settings.redis_url)
-        try:
-            async with TelegramBot(settings, Service(settings, db, queue)):
-                await stop.wait()
-        finally:
-            await queue.aclose()
+            handled.append(sig)
+    try:
+        async with Database(settings.database_path) as db:
+            queue = await create_queue_pool(settings.redis_url)
+            try:
+                async with TelegramBot(settings, Service(settings, db, queue), base_url=base_url):
+                    await stop.wait()
+            finally:
+                await queue.aclose()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
-def run(settings: Settings) -> None:
-    """``talkies telegram``: run until interrupted (a missing token only prints why not)."""
+def run(settings: Settings, *, base_url: str | None = None) -> None:
+    """``talkies telegram``: run until interrupted (a missing token only prints why not).
+
+    ``base_url`` points the bot at another Bot API server (a local one, or a test fake).
+    """
     if problem := settings.frontend_problem("telegram"):
         print(problem)
         return
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, base_url=base_url))

@@ -82,9 +82,13 @@ class FloodGate:
             await asyncio.sleep(delay)
 
     async def call(
-        self, chat_id: int, make: Callable[[], Awaitable[T]], *, max_wait_s: float = MAX_FLOOD_WAIT_S
+        self,
+        chat_id: int,
+        make: Callable[[], Awaitable[T]],
+        *,
+        max_wait_s: float = MAX_FLOOD_WAIT_S,
     ) -> T:
-        """Run one Bot API call for ``chat_id``, waiting out 429s (re-raised past ``max_wait_s``)."""
+        """Run one Bot API call for ``chat_id``, waiting out 429s (re-raised past max_wait_s)."""
         waited = 0.0
         while True:
             delay = self.delay(chat_id)
@@ -305,9 +309,9 @@ class TelegramFrontend:
 
     async def _deliver(self, job: Job, video: VideoResult, caption: str) -> None:
         target = Target.of(job)
-        fitted = await self._fit(video)
         action = asyncio.create_task(self._upload_action(target))
         try:
+            fitted = await self._fit(video)
             await self.call(target.chat_id, lambda: self.bot.send_video(
                 target.chat_id,
                 InputFile(fitted.mp4, filename=video.filename),

@@ -100,8 +100,10 @@ def _encode(
             "bufsize": str(int(video_bitrate * 2)),
         }
         aout = resampler = None
+        audio_tb = Fraction(1, 48_000)
         if ain is not None:
             rate = ain.codec_context.sample_rate or 48_000
+            audio_tb = Fraction(1, rate)
             aout = dst.add_stream("aac", rate=rate)
             aout.bit_rate = audio_bitrate
             aout.layout = "stereo"
@@ -118,13 +120,13 @@ def _encode(
                     dst.mux(vout.encode(out))
                 elif aout is not None and resampler is not None:
                     for chunk in resampler.resample(frame):
-                        chunk.pts, chunk.time_base = samples, Fraction(1, aout.codec_context.sample_rate)
+                        chunk.pts, chunk.time_base = samples, audio_tb
                         samples += chunk.samples
                         dst.mux(aout.encode(chunk))
         dst.mux(vout.encode(None))
         if aout is not None and resampler is not None:
             for chunk in resampler.resample(None):
-                chunk.pts, chunk.time_base = samples, Fraction(1, aout.codec_context.sample_rate)
+                chunk.pts, chunk.time_base = samples, audio_tb
                 samples += chunk.samples
                 dst.mux(aout.encode(chunk))
             dst.mux(aout.encode(None))

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.service import Service
-from bot.telegram_bot import COMMANDS, TelegramBot, run
+from bot.telegram_bot import COMMANDS, TelegramBot, run, serve
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME, create_queue_pool
@@ -496,6 +496,21 @@ def test_run_without_a_token_says_why_and_returns(
     run(settings)
     assert "TALKIES_TELEGRAM_TOKEN" in capsys.readouterr().out
     assert time.monotonic() - started < 1
+
+
+async def test_serve_runs_the_whole_bot_until_stopped(
+    settings: Settings, redis_url: str, api: FakeBotAPI
+) -> None:
+    live = telegram_settings(settings, redis_url=redis_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(live, base_url=api.base_url, stop=stop))
+    try:
+        reply = await say(api, Chat.private(BOB), BOB, "/credits")
+        assert "You have 200 credits" in reply.text
+        assert live.database_path.exists()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
 
 
 async def test_stop_is_quick(service: Service, api: FakeBotAPI) -> None:
