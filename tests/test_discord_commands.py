@@ -387,3 +387,29 @@ async def test_serve_opens_database_and_queue_and_answers_commands(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
     await fake.wait_for(lambda: not fake.connected(), timeout=5)
+
+
+async def test_seconds_are_choices_when_they_fit_else_a_bounded_number(
+    fake: FakeDiscord, tmp_path: Any, db: Database, queue: ArqRedis
+) -> None:
+    from bot.discord_commands import seconds_option
+
+    assert [c.value for c in seconds_option(2.5, 6.0)[1]] == [3, 4, 5, 6]
+    settings = load_settings(_env_file=None, max_clip_seconds=60, database_path=tmp_path / "d.db")
+    async with running_bot(fake, settings, Service(settings, db, queue)):
+        [video] = [c for c in fake.commands["global"] if c["name"] == "video"]
+        seconds = next(o for o in video["options"] if o["name"] == "seconds")
+        assert seconds["type"] == 10 and not seconds.get("choices")
+        assert (seconds["min_value"], seconds["max_value"]) == (1.0, 60.0)
+
+
+async def test_without_a_queue_video_is_refused_and_nothing_is_charged(
+    fake: FakeDiscord, settings: Settings, db: Database
+) -> None:
+    service = Service(settings, db, None)
+    async with running_bot(fake, settings, service) as bot:
+        assert bot.watcher is None
+        text = await ephemeral_error(fake, await fake.slash("video", [opt("prompt", "waves")]))
+        assert "not available" in text and "not charged" in text
+        view = await service.show_credits(service_actor(MEMBER))
+        assert (view.available, view.held) == (200, 0)
