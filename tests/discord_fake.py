@@ -294,6 +294,11 @@ class FakeDiscord:
         found = [s for s in self._sessions.values() if s.shard[0] == shard_id]
         return found[-1] if found else None
 
+    def resumes(self, shard_id: int = 0) -> int:
+        """How many times the shard's session was resumed."""
+        session = self._session_for_shard(shard_id)
+        return 0 if session is None else session.resumed
+
     def connected(self, shard_id: int = 0) -> bool:
         session = self._session_for_shard(shard_id)
         return session is not None and session.ws is not None and not session.ws.closed

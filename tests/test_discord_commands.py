@@ -345,11 +345,11 @@ async def test_gateway_reconnect_resumes_and_replays_missed_interactions(
         # dispatched while the bot is disconnected: delivered on RESUME
         record = await fake.slash("credits", user_id=MEMBER)
         assert "200 credits" in await answered(fake, record)
-        assert len(fake.identifies) == 1  # resumed, not re-identified
+        assert len(fake.identifies) == 1 and fake.resumes() == 1  # resumed, not re-identified
         assert bot.client.is_ready()
 
         await fake.send_reconnect()
-        await fake.wait_for(lambda: fake._session_for_shard(0).resumed >= 2)  # type: ignore[union-attr]
+        await fake.wait_for(lambda: fake.resumes() >= 2)
         record = await fake.slash("credits", user_id=MEMBER)
         assert "200 credits" in await answered(fake, record)
         assert bot.client.is_ready()
