@@ -30,7 +30,7 @@ import torch
 from scipy.signal import resample_poly
 
 from gpu_worker import compat
-from gpu_worker.audio_types import SAMPLE_RATE, fit_length
+from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, fit_length
 from gpu_worker.presets import TINY, Preset, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,13 @@ def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
 # --- generation ---------------------------------------------------------------
 
 
-def generate_music(model: AudioModel, description: str, seconds: float, seed: int) -> np.ndarray:
-    """``seconds`` of music for ``description`` (float32 mono, 48 kHz)."""
-    return _generate(model, [description], seconds, seed)[0]
+def generate_music(model: AudioModel, description: str, seconds: float, seed: int,
+                   on_step: StepCallback | None = None) -> np.ndarray:
+    """``seconds`` of music for ``description`` (float32 mono, 48 kHz).
+
+    ``on_step(done, total)`` reports generated tokens.
+    """
+    return _generate(model, [description], seconds, seed, on_step)[0]
 
 
 def generate_ambience(model: AudioModel, description: str, seconds: float, seed: int) -> np.ndarray:
@@ -115,7 +119,7 @@ def generate_sfx_batch(model: AudioModel, descriptions: list[str], seconds_each:
 
 
 def _generate(model: AudioModel, descriptions: list[str], seconds: float,
-              seed: int) -> list[np.ndarray]:
+              seed: int, on_step: StepCallback | None = None) -> list[np.ndarray]:
     if seconds <= 0:
         raise ValueError(f"audio length must be positive, got {seconds} s")
     engine = model.model
@@ -126,8 +130,12 @@ def _generate(model: AudioModel, descriptions: list[str], seconds: float,
                                  cfg_coef=MUSIC_CFG_COEF,
                                  extend_stride=_extend_stride(engine.max_duration))
     with _GENERATE_LOCK, torch.inference_mode():
+        engine.set_custom_progress_callback(on_step)
         torch.manual_seed(seed)  # seeds the CPU and every CUDA device
-        wav = engine.generate(descriptions, progress=False)
+        try:
+            wav = engine.generate(descriptions, progress=on_step is not None)
+        finally:
+            engine.set_custom_progress_callback(None)
     native = wav.float().mean(dim=1).cpu().numpy()  # (batch, samples), mono
     return [_to_output_rate(clip, model.native_rate, seconds) for clip in native]
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 SAMPLE_RATE = 48000
+
+# on_step(done, total): progress of one model call (denoising steps, generated tokens).
+StepCallback = Callable[[int, int], None]
 
 
 def to_stereo(x: np.ndarray | None, n: int | None = None) -> np.ndarray:

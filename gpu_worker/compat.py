@@ -46,6 +46,32 @@ def prepare_torch_audio_stack() -> None:
         _stack_ready = True
 
 
+def configure_cpu_backend() -> None:
+    """On CPU, run convolutions without oneDNN (mkldnn), and keep library progress bars quiet.
+
+    Why: with oneDNN, the first transposed 1-D convolution of an audiocraft (EnCodec/SEANet)
+    decode in a process took 9-20 s here (primitive creation for large strides), against
+    0.1-0.4 s with PyTorch's own kernels; the tiny video VAE loses about 1-2 s per clip
+    instead. Turning it off process-wide (not around each call) keeps outputs deterministic,
+    since the music thread and the video thread never switch kernels under each other.
+    """
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    _quiet_progress_bars()
+
+
+def _quiet_progress_bars() -> None:
+    """diffusers/transformers print tqdm bars while loading; talkies reports its own progress."""
+    try:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+    except ImportError:
+        return
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def import_audiocraft() -> types.ModuleType:
     """Apply every audiocraft workaround once and return ``audiocraft.models``.
 

@@ -1,6 +1,6 @@
 """Publishing job progress from a worker: latest state in a hash (TTL) plus a pub/sub ping.
 
-The pipeline runs in a thread and reports (stage, percent, detail) through a plain callback;
+The pipeline runs in a thread and reports :class:`ProgressEvent` through a plain callback;
 :class:`ProgressPublisher` turns that into throttled Redis writes on the worker's event loop.
 Why both a hash and pub/sub: the hash lets a watcher that (re)attaches late read where the job
 is; the pub/sub message wakes watchers at once, so nobody polls in a tight loop.
@@ -12,18 +12,14 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
 
 from arq import ArqRedis
 from redis.exceptions import RedisError
 
+from gpu_worker.pipeline import STAGE_LABELS, ProgressEvent
 from gpu_worker.protocol import PROGRESS_TTL_S, progress_channel, progress_key
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[str, float, str], None]
-
 
 class ProgressPublisher:
     """Thread-safe, throttled progress reports for one job."""
@@ -42,22 +38,15 @@ class ProgressPublisher:
         self.min_interval_s = min_interval_s
         self.worker = socket.gethostname()
         self._last_sent = 0.0
-        self._last_stage: str | None = None
-        self._pending: Future[None] | None = None
 
-    def __call__(self, stage: str, percent: float, detail: str = "") -> None:
-        """Report from any thread; drops updates that come too fast (stage changes always go)."""
+    def __call__(self, event: ProgressEvent) -> None:
+        """Report from any thread; drops updates closer than ``min_interval_s`` (not the last)."""
         now = time.monotonic()
-        if (
-            stage == self._last_stage
-            and percent < 100
-            and now - self._last_sent < self.min_interval_s
-        ):
+        if event.percent < 100 and now - self._last_sent < self.min_interval_s:
             return
-        self._last_sent, self._last_stage = now, stage
-        self._pending = asyncio.run_coroutine_threadsafe(
-            self.publish(stage, percent, detail), self.loop
-        )
+        self._last_sent = now
+        label = STAGE_LABELS.get(event.stage, event.stage)
+        asyncio.run_coroutine_threadsafe(self.publish(label, event.percent), self.loop)
 
     async def publish(self, stage: str, percent: float, detail: str = "") -> None:
         fields = {

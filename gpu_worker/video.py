@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from gpu_worker import compat
+from gpu_worker.audio_types import StepCallback
 from gpu_worker.presets import Preset, default_cache_dir, frame_count
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[int, int], None]
 
 TINY_SEED = 20240601
 
