@@ -503,7 +503,11 @@ async def serve(
         async with Database(settings.database_path) as db:
             queue = await create_queue_pool(settings.redis_url)
             try:
-                async with TelegramBot(settings, Service(settings, db, queue), base_url=base_url):
+                bot = TelegramBot(
+                    settings, Service(settings, db, queue), base_url=base_url,
+                    upload_limit=settings.telegram_upload_limit,
+                )
+                async with bot:
                     await stop.wait()
             finally:
                 await queue.aclose()
@@ -525,4 +529,4 @@ def run(settings: Settings, *, base_url: str | None = None) -> None:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(settings, base_url=base_url))
+    asyncio.run(serve(settings, base_url=base_url or settings.telegram_api_url))

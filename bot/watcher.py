@@ -70,6 +70,8 @@ class JobWatcher:
         self.poll_interval_s = poll_interval_s
         self.lost_after_polls = lost_after_polls
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+        self._delivering: set[str] = set()
         self._wakeups: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -95,8 +97,16 @@ class JobWatcher:
             task.add_done_callback(lambda _t, j=job_id: self._forget(j))
         return task
 
-    async def close(self) -> None:
-        """Stop following (jobs stay recorded; the next start resumes them)."""
+    async def close(self, grace_s: float = 60.0) -> None:
+        """Stop following (jobs stay recorded; the next start resumes them).
+
+        No new delivery starts once closing; uploads already under way get ``grace_s`` to
+        finish. One cut off after that gives its claim back, so the next start delivers it.
+        """
+        self._closing = True
+        deadline = time.monotonic() + grace_s
+        while self._delivering and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         tasks = [t for t in self._tasks.values() if not t.done()]
         if self._listener is not None:
             tasks.append(self._listener)
@@ -236,14 +246,24 @@ class JobWatcher:
             log.error("job %s: malformed result (%s)", job.id, exc)
             await self._fail(job, GENERIC_FAILURE)
             return
-        if not await self.service.jobs.claim_delivery(job.id):
-            return  # another watcher delivers it
+        if self._closing or not await self.service.jobs.claim_delivery(job.id):
+            return  # shutting down (the next start delivers it), or another watcher does
+        self._delivering.add(job.id)
+        try:
+            await self._deliver(job, video)
+        finally:
+            self._delivering.discard(job.id)
+
+    async def _deliver(self, job: Job, video: VideoResult) -> None:
         await self._show(job, Progress(job.id, "delivering"))
         balance = await self.service.credits.balance(job.user_id)
         caption = self.service.caption(job, video.duration_s, balance.available)
         started = time.monotonic()
         try:
             await self.frontend.deliver(job, video, caption)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.service.jobs.release_delivery(job.id))
+            raise
         except DeliveryError as exc:
             await self._fail(job, f"Your video was made but could not be delivered: {exc}")
             return

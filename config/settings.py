@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     discord_operator_ids: IdList = frozenset()
     telegram_operator_ids: IdList = frozenset()
+    telegram_api_url: str | None = None  # a self-hosted Bot API server, e.g. http://host:8081/bot
+    telegram_upload_limit: int = Field(default=50_000_000, ge=1_000_000)
     discord_test_guild_id: int | None = None
     discord_shard_count: int | None = Field(default=None, ge=1)
 

@@ -182,6 +182,16 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
+    async def release_delivery(self, job_id: str) -> bool:
+        """Give a claim back (the upload was interrupted before it was confirmed)."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET status = 'running', updated_at = ? "
+                "WHERE id = ? AND status = 'delivering'",
+                (self.db.now(), job_id),
+            )
+            return cursor.rowcount == 1
+
     async def finish(self, job_id: str) -> SettleOutcome:
         """Delivered: commit the reservation and mark the job done (idempotent)."""
         return await self._end(job_id, JobStatus.DONE, None)
