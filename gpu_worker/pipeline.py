@@ -35,7 +35,7 @@ from gpu_worker.audio import (
 from gpu_worker.audio_types import SAMPLE_RATE
 from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
-from gpu_worker.placement import attack_time, place_sfx
+from gpu_worker.placement import onset_near, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
 from gpu_worker.presets import Preset, default_cache_dir, frame_count, resolve_preset
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
@@ -105,7 +105,7 @@ class Models:
 class PlacedSfx:
     label: str
     event: VisualEvent
-    measured_offset_s: float  # attack found in the SFX stem minus the event time
+    measured_offset_s: float  # attack heard in the final mix minus the event time
 
 
 @dataclass
@@ -347,7 +347,7 @@ def score_frames(
     with timer.stage("mix"):
         mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
         placed = [
-            PlacedSfx(label, event, measure_attack(mixed.stems["sfx"], event.time) - event.time)
+            PlacedSfx(label, event, onset_near(mixed.audio, event.time) - event.time)
             for (label, _), event in zip(cues, events, strict=True)
         ]
 
@@ -358,11 +358,3 @@ def score_frames(
             write_stems(stems_dir, mixed.stems)
     _report(on_progress, "encode", 1.0, 100.0)
     return ClipResult(output, plan, analysis, mixed, encoded, placed, timer.timings)
-
-
-def measure_attack(track: np.ndarray, around_s: float, window_s: float = 0.4) -> float:
-    """Where the attack nearest ``around_s`` starts in a (stereo) track, in seconds."""
-    start = max(0, round((around_s - window_s / 2) * SAMPLE_RATE))
-    end = round((around_s + window_s) * SAMPLE_RATE)
-    segment = track[..., start:end]
-    return start / SAMPLE_RATE + attack_time(segment)

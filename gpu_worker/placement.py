@@ -91,3 +91,23 @@ def place_sfx(clips: Sequence[np.ndarray], events_times: Sequence[float], length
         if end > start:
             track[..., start:end] += gain * c[..., :end - start]
     return track
+
+
+def onset_near(track: np.ndarray, around: float, sr: int = SAMPLE_RATE, *,
+               window: float = 0.25, hop: float = 0.005) -> float:
+    """Time (s) of the sharpest energy rise within `window` s of `around`, in any track.
+
+    This is how an attack is heard in a full mix, where a music or ambience bed is already
+    playing: not as a level crossing but as the steepest jump of short-time energy (dB per
+    `hop`). Used to measure sync in the final mix; resolution is `hop`.
+    """
+    x = to_mono(track).astype(np.float64)
+    start = max(0, round((around - window) * sr))
+    end = min(x.size, round((around + window) * sr))
+    size = max(1, round(hop * sr))
+    blocks = (end - start) // size
+    if blocks < 2:
+        return around
+    energy = (x[start:start + blocks * size].reshape(blocks, size) ** 2).mean(axis=1)
+    rise = np.diff(10 * np.log10(energy + 1e-12))
+    return (start + (int(np.argmax(rise)) + 1) * size) / sr

@@ -114,3 +114,9 @@ def settings(tmp_path: Path) -> Settings:
         telegram_operator_ids="901",
         cache_dir=tmp_path / "cache",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the tiny random-weight models, built once per test session."""
+    return tmp_path_factory.mktemp("tiny-models")
