@@ -269,9 +269,8 @@ class DiscordFrontend:
                          job.id, exc.code)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise DeliveryError(f"the upload to Discord failed ({exc})", retryable=True) from exc
-        mention = f"<@{target.user_id}> your video is ready: {caption}"
         await self._post_elsewhere(
-            target, clip(mention),
+            target, f"your video is ready: {caption}",
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
 
@@ -333,27 +332,30 @@ class DiscordFrontend:
         """Post to the interaction's channel (or DM) with a mention; the next place on failure."""
         mentions = discord.AllowedMentions(users=[discord.Object(target.user_id)],
                                            everyone=False, roles=False)
-        places: list[Callable[[], Awaitable[discord.abc.Messageable]]] = []
         in_server = target.guild_id is not None and target.channel_id is not None
 
-        async def channel() -> discord.abc.Messageable:
+        async def channel() -> tuple[discord.abc.Messageable, str]:
             assert target.channel_id is not None
-            return self.client.get_partial_messageable(target.channel_id, guild_id=target.guild_id)
+            where = self.client.get_partial_messageable(target.channel_id, guild_id=target.guild_id)
+            return where, clip(f"<@{target.user_id}> {text}")
 
-        async def direct() -> discord.abc.Messageable:
-            return await self.client.create_dm(discord.Object(target.user_id))
+        async def direct() -> tuple[discord.abc.Messageable, str]:
+            where = await self.client.create_dm(discord.Object(target.user_id))
+            return where, clip(text[:1].upper() + text[1:])
 
-        places = [direct, channel] if prefer_dm or not in_server else [channel, direct]
+        places: list[Callable[[], Awaitable[tuple[discord.abc.Messageable, str]]]]
         if not in_server:
             places = [direct]
+        else:
+            places = [direct, channel] if prefer_dm else [channel, direct]
         last: Exception | None = None
         for place in places:
             try:
-                where = await place()
+                where, content = await place()
                 kwargs: dict[str, Any] = {"allowed_mentions": mentions}
                 if make_file is not None:
                     kwargs["file"] = make_file()
-                await where.send(text, **kwargs)
+                await where.send(content, **kwargs)
                 return
             except discord.HTTPException as exc:
                 log.warning("posting to %s failed: %s %s", place.__name__, exc.status, exc.text)

@@ -230,7 +230,8 @@ async def test_in_dms_an_expired_token_delivers_by_direct_message(
     opened = fake.find("POST", "/users/@me/channels")
     assert opened and str(opened[0].body["recipient_id"]) == "1005"
     posts = fake.find("POST", r"/channels/91005/messages")
-    assert len(posts) == 1 and posts[0].files and "<@1005>" in str(posts[0].content)
+    assert len(posts) == 1 and posts[0].files
+    assert posts[0].content == "Your video is ready: caption"
 
 
 async def test_worker_failure_is_shown_privately_with_what_to_do(
@@ -255,6 +256,18 @@ async def test_after_expiry_a_failure_is_sent_by_direct_message(
     assert not record.deleted and not record.followups
     posts = fake.find("POST", r"/channels/91006/messages")
     assert len(posts) == 1 and "took too long" in str(posts[0].content)
+
+
+async def test_when_dms_are_closed_a_late_failure_is_posted_in_the_channel_with_a_mention(
+    fake: FakeDiscord, service: Service, bot: DiscordBot, wall: WallClock
+) -> None:
+    record, job = await video_job(fake, service, user_id=1007)
+    wall.advance(20 * 60)
+    fake.fail_next("POST", r"/channels/91007/messages", 403,
+                   {"message": "Cannot send messages to this user", "code": 50007})
+    await bot.frontend.report_failure(job, "Your video took too long. You were not charged.")
+    posts = fake.find("POST", rf"/channels/{fake.channel_id}/messages")
+    assert len(posts) == 1 and str(posts[0].content).startswith("<@1007> \u26a0")
 
 
 async def test_before_the_token_expires_the_message_says_where_the_video_will_go(
