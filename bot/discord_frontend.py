@@ -27,8 +27,8 @@ import aiohttp
 import discord
 
 from bot.delivery import DeliveryError, Progress, VideoResult
-from bot.discord_fit import VideoTooLarge, fit_mp4
 from config.settings import Platform
+from gpu_worker.mux import MuxError, fit_mp4
 from storage import Job
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ class DiscordFrontend:
                     video.job_id, video.size_bytes, limit)
         try:
             return await asyncio.to_thread(fit_mp4, video.mp4, limit)
-        except (VideoTooLarge, ValueError, OSError) as exc:  # av errors are OSError/ValueError
+        except MuxError as exc:
             raise DeliveryError(
                 f"the video is larger than this server's upload limit ({limit / 2**20:.1f} MiB) "
                 "and could not be shrunk to fit; try a shorter clip"

@@ -263,13 +263,16 @@ class Service:
             await self.queue.enqueue_job(
                 GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME
             )
-            rank = await self.queue.zrank(QUEUE_NAME, job_id)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
                 "queue_down", "The video queue is unreachable right now, so nothing was "
                 "queued and you were not charged. Please try again in a minute.",
             ) from None
+        try:  # the job is queued now: a failure here must not refund (and lose) it
+            rank = await self.queue.zrank(QUEUE_NAME, job_id)
+        except (RedisError, OSError):
+            return None
         return None if rank is None else int(rank) + 1
 
     def _no_credits_message(self, exc: InsufficientCredits) -> str:

@@ -9,13 +9,14 @@
   every later call to the chat (edits, replies, uploads) waits for it.
 * Uploads show the ``upload_video`` chat action, reply to the user's prompt and carry
   duration, size and ``supports_streaming``; a video over the Bot API's 50 MB limit is
-  re-encoded to fit first (:mod:`bot.telegram_media`).
+  re-encoded to fit first (:func:`gpu_worker.mux.fit_mp4`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import warnings
@@ -30,7 +31,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.delivery import DeliveryError, Progress, VideoResult
-from bot.telegram_media import FittedVideo, VideoTooLarge, fit_mp4
+from gpu_worker.mux import MuxError, fit_mp4
 from storage import Job
 
 log = logging.getLogger(__name__)
@@ -355,17 +356,16 @@ class TelegramFrontend:
         except TelegramError as exc:
             log.warning("job %s: could not tell the user it failed (%s)", job.id, exc)
 
-    async def _fit(self, video: VideoResult) -> FittedVideo:
+    async def _fit(self, video: VideoResult) -> VideoResult:
         if video.size_bytes <= self.upload_limit:
-            return FittedVideo(video.mp4, video.duration_s, video.width, video.height)
+            return video
         log.info("job %s: %d bytes is over the %d byte limit; re-encoding",
                  video.job_id, video.size_bytes, self.upload_limit)
         try:
-            return await asyncio.to_thread(fit_mp4, video.mp4, self.upload_limit)
-        except VideoTooLarge as exc:
-            raise DeliveryError(f"{exc} (Telegram's upload limit)") from None
-        except Exception as exc:  # a corrupt or unreadable MP4
-            raise DeliveryError(f"the video could not be re-encoded to fit ({exc})") from None
+            mp4 = await asyncio.to_thread(fit_mp4, video.mp4, self.upload_limit)
+        except MuxError as exc:
+            raise DeliveryError(f"{exc.user_message} (Telegram's upload limit)") from None
+        return dataclasses.replace(video, mp4=mp4)
 
     async def _upload_action(self, target: Target) -> None:
         while True:

@@ -255,11 +255,14 @@ class JobWatcher:
             self._delivering.discard(job.id)
 
     async def _deliver(self, job: Job, video: VideoResult) -> None:
-        await self._show(job, Progress(job.id, "delivering"))
-        balance = await self.service.credits.balance(job.user_id)
-        caption = self.service.caption(job, video.duration_s, balance.available)
+        """Upload a claimed job, then commit. Stopped before the frontend confirmed the upload
+        (including while showing "delivering", which a rate-limited frontend may wait on), the
+        claim is given back, so the next start uploads it rather than charging for nothing."""
         started = time.monotonic()
         try:
+            await self._show(job, Progress(job.id, "delivering"))
+            balance = await self.service.credits.balance(job.user_id)
+            caption = self.service.caption(job, video.duration_s, balance.available)
             await self.frontend.deliver(job, video, caption)
         except asyncio.CancelledError:
             await asyncio.shield(self.service.jobs.release_delivery(job.id))

@@ -237,3 +237,35 @@ def decode_video(path: str | os.PathLike[str], *, max_frames: int | None = None)
     if not frames:
         raise DecodeError("That video has no frames.")
     return np.stack(frames), fps
+
+
+def decode_audio(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """A file's first audio stream as (2, n) float32 at 48 kHz, or None when it has none."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+            chunks = []
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray() for f in resampler.resample(None)]
+    except (OSError, av.FFmpegError) as exc:
+        raise DecodeError(f"Can't read that video's sound ({exc.__class__.__name__}).") from exc
+    return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else None
+
+
+def fit_mp4(data: bytes, max_bytes: int) -> bytes:
+    """``data`` if it fits in ``max_bytes``, else the same clip re-encoded to fit.
+
+    The last-resort guard the frontends run before an upload (workers already encode to the
+    limit they are given). Raises :class:`SizeLimitError` when it cannot fit.
+    """
+    if len(data) <= max_bytes:
+        return data
+    with tempfile.TemporaryDirectory(prefix="talkies-fit-") as tmp:
+        source, target = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
+        source.write_bytes(data)
+        frames, fps = decode_video(source)
+        encode_mp4(frames, fps, decode_audio(source), target, max_bytes=max_bytes, preset="veryfast")
+        return target.read_bytes()

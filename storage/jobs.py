@@ -136,7 +136,7 @@ class JobStore:
         async with self.db.reading() as conn:
             rows = await fetch_all(
                 conn,
-                f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, id",
+                f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, rowid",
             )
         return [Job.from_row(row) for row in rows]
 
@@ -145,7 +145,7 @@ class JobStore:
             rows = await fetch_all(
                 conn,
                 f"SELECT * FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL}) "
-                "ORDER BY created_at, id",
+                "ORDER BY created_at, rowid",
                 user_id,
             )
         return [Job.from_row(row) for row in rows]

@@ -183,3 +183,27 @@ def test_write_stems(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sfx, stems["sfx"])
     with pytest.raises(ValueError):
         write_stems(tmp_path, {"../evil": stems["sfx"]})
+
+
+def test_fit_mp4_re_encodes_only_what_is_too_large(tmp_path: Path) -> None:
+    from gpu_worker.mux import decode_audio, fit_mp4
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (48, 96, 128, 3), dtype=np.uint8)  # noise: hard to compress
+    t = np.arange(2 * 48000) / 48000
+    tone = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+    big = tmp_path / "big.mp4"
+    encode_mp4(frames, 24, tone, big, crf=10)
+    data = big.read_bytes()
+    assert fit_mp4(data, len(data)) is data
+
+    limit = len(data) // 3
+    fitted = fit_mp4(data, limit)
+    assert len(fitted) <= limit
+    out = tmp_path / "fitted.mp4"
+    out.write_bytes(fitted)
+    kinds = sorted(s["codec_name"] for s in ffprobe(out)["streams"])
+    assert kinds == ["aac", "h264"]
+    audio = decode_audio(out)
+    assert audio is not None and audio.shape[0] == 2
+    assert abs(audio.shape[1] - tone.shape[1]) <= 1024 and np.abs(audio).max() > 0.1

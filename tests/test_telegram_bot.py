@@ -422,7 +422,7 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
 
         # Far too small to fit: refused with a clear reason (the watcher then refunds).
         running.frontend.upload_limit = 2_000
-        with pytest.raises(DeliveryError, match="could not be made to fit"):
+        with pytest.raises(DeliveryError, match="too long or detailed to fit in 2 kB"):
             await running.frontend.deliver(job, video, "caption")
         assert len(api.videos) == 1
 
