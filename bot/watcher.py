@@ -283,7 +283,8 @@ class JobWatcher:
         if settlement.outcome.charged:
             return  # it was delivered and committed after all; nothing to tell
         try:
-            await self.frontend.report_failure(job, f"{message} You were not charged.")
+            ending = "" if message.endswith((".", "!", "?")) else "."
+            await self.frontend.report_failure(job, f"{message}{ending} You were not charged.")
         except Exception:
             log.exception("job %s: reporting the failure failed", job.id)
         await self._cleanup(job.id)

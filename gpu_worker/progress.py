@@ -4,13 +4,20 @@ The pipeline runs in a thread and reports :class:`ProgressEvent` through a plain
 :class:`ProgressPublisher` turns that into throttled Redis writes on the worker's event loop.
 Why both a hash and pub/sub: the hash lets a watcher that (re)attaches late read where the job
 is; the pub/sub message wakes watchers at once, so nobody polls in a tight loop.
+
+Writes go out one at a time, in order, and only the newest unsent state is kept: a slow or
+restarting Redis never reorders progress nor piles up a backlog in front of the last report.
+The callback is also where a stopped job (timeout, shutdown) stops its pipeline thread: once
+``cancelled`` is set, the next report raises :class:`JobCancelled` inside that thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import threading
 import time
 
 from arq import ArqRedis
@@ -21,8 +28,13 @@ from gpu_worker.protocol import PROGRESS_TTL_S, progress_channel, progress_key
 
 log = logging.getLogger(__name__)
 
+
+class JobCancelled(Exception):
+    """Raised in the pipeline thread at its next progress report once the job was stopped."""
+
+
 class ProgressPublisher:
-    """Thread-safe, throttled progress reports for one job."""
+    """Thread-safe, throttled, ordered progress reports for one job."""
 
     def __init__(
         self,
@@ -36,31 +48,51 @@ class ProgressPublisher:
         self.job_id = job_id
         self.loop = loop
         self.min_interval_s = min_interval_s
-        self.worker = socket.gethostname()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.cancelled = threading.Event()
         self._last_sent = 0.0
+        self._pending: dict[str, str] | None = None  # touched on the loop only
+        self._sender: asyncio.Task[None] | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         """Report from any thread; drops updates closer than ``min_interval_s`` (not the last)."""
+        if self.cancelled.is_set():
+            raise JobCancelled(f"job {self.job_id} was stopped")
         now = time.monotonic()
         if event.percent < 100 and now - self._last_sent < self.min_interval_s:
             return
         self._last_sent = now
         label = STAGE_LABELS.get(event.stage, event.stage)
-        asyncio.run_coroutine_threadsafe(self.publish(label, event.percent), self.loop)
+        self.loop.call_soon_threadsafe(self._submit, self._fields(label, event.percent, ""))
 
     async def publish(self, stage: str, percent: float, detail: str = "") -> None:
-        fields = {
+        """Report from the loop; returns once this (and everything before it) was sent."""
+        self._submit(self._fields(stage, percent, detail))
+        assert self._sender is not None
+        await asyncio.shield(self._sender)
+
+    def _fields(self, stage: str, percent: float, detail: str) -> dict[str, str]:
+        return {
             "stage": stage,
             "percent": f"{max(0.0, min(100.0, percent)):.1f}",
             "detail": detail,
             "worker": self.worker,
             "ts": f"{time.time():.3f}",
         }
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(progress_key(self.job_id), mapping=fields)
-                pipe.expire(progress_key(self.job_id), PROGRESS_TTL_S)
-                pipe.publish(progress_channel(self.job_id), stage)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # progress is best effort; the job goes on
-            log.warning("job %s: progress not published (%s)", self.job_id, exc)
+
+    def _submit(self, fields: dict[str, str]) -> None:
+        self._pending = fields
+        if self._sender is None or self._sender.done():
+            self._sender = self.loop.create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        while self._pending is not None:
+            fields, self._pending = self._pending, None
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(progress_key(self.job_id), mapping=fields)
+                    pipe.expire(progress_key(self.job_id), PROGRESS_TTL_S)
+                    pipe.publish(progress_channel(self.job_id), fields["stage"])
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:  # progress is best effort; the job goes on
+                log.warning("job %s: progress not published (%s)", self.job_id, exc)

@@ -19,10 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from arq.connections import RedisSettings
 from arq.worker import func
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import load_settings
 from gpu_worker.progress import ProgressPublisher
@@ -30,6 +36,7 @@ from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, deserialize, redis_s
 
 log = logging.getLogger(__name__)
 SETTINGS = load_settings()
+REDIS_RETRIES = 30  # about 0.2 + 0.4 + 0.8 + 27 x 1 s
 
 
 class JobRejected(Exception):
@@ -40,11 +47,24 @@ class JobRejected(Exception):
         self.user_message = message
 
 
+def _log_through_arq() -> None:
+    """``arq`` configures only its own logger: print ours through the same handlers."""
+    ours, arq_logger = logging.getLogger("gpu_worker"), logging.getLogger("arq")
+    if not ours.handlers and not logging.getLogger().handlers and arq_logger.handlers:
+        for handler in arq_logger.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(arq_logger.level)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     from gpu_worker.pipeline import load_models
 
+    _log_through_arq()
+
+    # warm_up: one-time kernel set-up (CUDA, CPU convolutions) happens here, not in the first
+    # user's job, where it would count against TALKIES_JOB_TIMEOUT_S.
     ctx["models"] = await asyncio.to_thread(
-        load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir
+        load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True
     )
     log.info("models loaded: preset %s on %s", ctx["models"].preset.name, ctx["models"].device)
 
@@ -67,7 +87,22 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
     with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
         output = Path(tmp) / "clip.mp4"
-        result = await asyncio.to_thread(generate_clip, ctx["models"], request, output, publish)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(generate_clip, ctx["models"], request, output, publish)
+        )
+        try:
+            result = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Timed out or shutting down. A thread can't be killed: tell the pipeline to stop
+            # at its next progress report and hold this job's slot (the GPU) until it has, so
+            # the next job never runs beside the remains of this one.
+            publish.cancelled.set()
+            try:
+                await work
+            except BaseException:  # noqa: BLE001 - JobCancelled, or cancelled once more
+                pass
+            log.warning("job %s stopped (try %s)", job_id, ctx.get("job_try", 1))
+            raise
         mp4 = output.read_bytes()
     if len(mp4) > SETTINGS.max_result_bytes:
         raise JobRejected("The finished video is larger than this bot can deliver.")
@@ -82,12 +117,28 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     }
 
 
+def worker_redis_settings(url: str) -> RedisSettings:
+    """The bots' Redis settings, plus riding out a Redis restart of up to ~30 s.
+
+    Without retries a worker exits at the first refused connection (arq's poll loop does not
+    catch it), and the job it was finishing loses its result. Connection attempts back off up
+    to 1 s apart; OSError is listed because a refused connect surfaces as one. ``conn_retries``
+    is 0 since these retries already cover start-up (and keep ``arq --check`` quick).
+    """
+    return replace(
+        redis_settings(url),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), REDIS_RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+        conn_retries=0,
+    )
+
+
 class WorkerSettings:
     """arq settings, read from the environment when the worker starts."""
 
     functions = [func(generate_video, name=GENERATE_VIDEO)]
     queue_name = QUEUE_NAME
-    redis_settings = redis_settings(SETTINGS.redis_url)
+    redis_settings = worker_redis_settings(SETTINGS.redis_url)
     job_serializer = staticmethod(serialize)
     job_deserializer = staticmethod(deserialize)
     on_startup = startup

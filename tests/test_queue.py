@@ -1,0 +1,639 @@
+"""The job queue end to end: real Redis (AOF), real arq GPU worker processes (tiny preset, CPU),
+real SQLite, the real service and watcher. Only the chat platform is a stand-in
+(:class:`RecordingFrontend`), recording what a user would see.
+
+Covers the happy path, two workers sharing a queue, a worker killed mid-job, a Redis restart,
+a bot restart (also in the middle of an upload), job timeouts, duplicate enqueues, cancels,
+per-user limits, failures reported by a worker, and arq's health check.
+
+"Ran exactly once" is read from the workers' own logs (arq logs a line each time a worker
+starts a job), over every worker process the module ever started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+from arq import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+
+from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.service import Actor, Service, UserFacingError
+from bot.watcher import JobWatcher
+from config import Settings, load_settings
+from config.settings import Platform
+from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
+from storage import Database, Job, JobStatus, NewJob
+from tests.conftest import RedisServer, free_port
+from tests.workers import ARQ, REPO, WorkerPool
+
+pytestmark = pytest.mark.slow
+
+JOB_TIMEOUT_S = 15  # a killed worker's job runs again after JOB_TIMEOUT_S + 10 s
+SETTLE_S = 90.0  # generous: two cores, shared with other people's tests
+PROMPT = "a storm over a lighthouse, thunder"
+ALICE = Actor("telegram", "1001", "alice")
+BOB = Actor("telegram", "1002", "bob")
+CAROL = Actor("telegram", "1003", "carol")
+HEALTH_KEY = QUEUE_NAME + ":health-check"
+
+
+# -- the stand-in chat platform -----------------------------------------------------------------
+class RecordingFrontend:
+    """Implements :class:`bot.delivery.Frontend` by recording what the user would see."""
+
+    platform: Platform = "telegram"
+
+    def __init__(self) -> None:
+        self.progress: list[Progress] = []
+        self.deliveries: list[tuple[Job, VideoResult, str]] = []
+        self.failures: list[tuple[Job, str]] = []
+        self.refuse_uploads: str | None = None  # raise DeliveryError with this message
+        self.hold_delivering: asyncio.Event | None = None  # "delivering" waits for it
+        self.before_upload: Callable[[Job], Awaitable[None]] | None = None
+        self.before_failure: Callable[[Job], Awaitable[None]] | None = None
+
+    async def show_progress(self, job: Job, progress: Progress) -> None:
+        self.progress.append(progress)
+        if progress.state == "delivering" and self.hold_delivering is not None:
+            await self.hold_delivering.wait()  # like a rate-limited edit
+
+    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+        if self.before_upload is not None:
+            await self.before_upload(job)
+        if self.refuse_uploads:
+            raise DeliveryError(self.refuse_uploads)
+        self.deliveries.append((job, video, caption))
+
+    async def report_failure(self, job: Job, message: str) -> None:
+        if self.before_failure is not None:
+            await self.before_failure(job)
+        self.failures.append((job, message))
+
+    # -- for the tests ---------------------------------------------------------------------
+    def progress_of(self, job_id: str) -> list[Progress]:
+        return [p for p in self.progress if p.job_id == job_id]
+
+    def delivered(self, job_id: str) -> list[VideoResult]:
+        return [video for _, video, _ in self.deliveries if video.job_id == job_id]
+
+    def failed(self, job_id: str) -> list[str]:
+        return [message for job, message in self.failures if job.id == job_id]
+
+    def settled(self, job_id: str) -> bool:
+        return bool(self.delivered(job_id) or self.failed(job_id))
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def queue_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """This module's Redis: append-only file on (fsync every second), restartable."""
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis-aof"), appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pool(
+    queue_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[WorkerPool]:
+    """Worker processes for this module (started on demand); always stopped at the end."""
+    workers = WorkerPool(
+        queue_redis.url,
+        cache_dir=request.config.cache.mkdir("talkies-tiny-models"),  # built once, kept
+        log_dir=tmp_path_factory.mktemp("worker-logs"),
+        env={
+            "TALKIES_JOB_TIMEOUT_S": str(JOB_TIMEOUT_S),
+            "TALKIES_WORKER_MAX_TRIES": "3",
+            "TALKIES_WORKER_SHUTDOWN_GRACE_S": "2",
+            "TALKIES_RESULT_TTL_S": "300",
+        },
+    )
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+@pytest.fixture
+async def redis(queue_redis: RedisServer, pool: WorkerPool) -> AsyncIterator[ArqRedis]:
+    """The bots' queue pool on this module's Redis, emptied for each test."""
+    if queue_redis.process is None:  # a test stopped it and failed before starting it again
+        queue_redis.start()
+    queue = await create_queue_pool(queue_redis.url)
+    keys = [key for key in await queue.keys("*") if key.decode() != HEALTH_KEY]
+    if keys:  # everything but the workers' health record (arq rewrites it every 10 s)
+        await queue.delete(*keys)
+    yield queue
+    for worker in pool.workers:
+        worker.resume()  # a test may have paused some
+    await queue.aclose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        _env_file=None, database_path=tmp_path / "talkies.sqlite3", cache_dir=tmp_path / "cache",
+        max_clip_seconds=30,
+    )
+
+
+@pytest.fixture
+def service(settings: Settings, db: Database, redis: ArqRedis) -> Service:
+    return Service(settings, db, redis)
+
+
+@pytest.fixture
+def frontend() -> RecordingFrontend:
+    return RecordingFrontend()
+
+
+@pytest.fixture
+async def watcher(service: Service, redis: ArqRedis, frontend: RecordingFrontend) -> AsyncIterator[JobWatcher]:
+    running = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    yield running
+    await running.close(grace_s=1)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+async def wait_until(
+    condition: Callable[[], object | Awaitable[object]], timeout: float, what: str, pool: WorkerPool | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            logs = f"\nworker logs:\n{pool.logs()}" if pool is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_settled(
+    frontend: RecordingFrontend, job_ids: list[str], pool: WorkerPool, timeout: float = SETTLE_S
+) -> None:
+    await wait_until(
+        lambda: all(frontend.settled(j) for j in job_ids), timeout, f"jobs {job_ids} to settle", pool
+    )
+    await asyncio.sleep(0.3)  # a second delivery or message would show up now
+
+
+async def ledger_kinds(service: Service, job_id: str) -> list[str]:
+    async with service.db.reading() as conn:
+        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def balance(service: Service, actor: Actor) -> tuple[int, int]:
+    """(available, held) for a user."""
+    user_id = await service.credits.user_id(actor.platform, actor.user_id)
+    assert user_id is not None
+    result = await service.credits.balance(user_id)
+    return result.available, result.held
+
+
+async def job_status(service: Service, job_id: str) -> JobStatus:
+    job = await service.jobs.get(job_id)
+    assert job is not None
+    return job.status
+
+
+async def leftover_keys(redis: ArqRedis) -> set[str]:
+    """Keys in Redis other than the workers' health record."""
+    return {key.decode() for key in await redis.keys("*")} - {HEALTH_KEY}
+
+
+def ffprobe(data: bytes, path: Path) -> dict[str, object]:
+    path.write_bytes(data)
+    binary = shutil.which("ffprobe")
+    assert binary is not None, "ffprobe is not installed"
+    out = subprocess.run(
+        [binary, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def assert_msgpack(blob: bytes | None) -> dict[str, object]:
+    """arq's envelope, written with our codec: a msgpack map, not a pickle."""
+    assert blob is not None
+    assert not blob.startswith(b"\x80"), "pickle protocol header: not our codec"
+    data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    assert isinstance(data, dict)
+    return data
+
+
+async def request(service: Service, actor: Actor, seconds: float = 1.0, **options: object) -> str:
+    accepted = await service.request_video(actor, PROMPT, seconds=seconds, **options)  # type: ignore[arg-type]
+    return accepted.job_id
+
+
+# -- 1. the happy path ----------------------------------------------------------------------------
+async def test_a_video_is_made_delivered_once_and_charged_once(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend, tmp_path: Path,
+) -> None:
+    workers = await pool.ensure(2)
+    snapshots: dict[str, bytes | None] = {}
+
+    async def snapshot_result(job: Job) -> None:
+        snapshots["result"] = await redis.get(result_key_prefix + job.id)
+
+    frontend.before_upload = snapshot_result
+    for worker in workers:
+        worker.pause()  # so the watcher sees the job waiting in the queue first
+    try:
+        job_id = await request(service, ALICE, max_bytes=8_000_000)
+        watcher.follow(job_id)
+        payload = assert_msgpack(await redis.get(job_key_prefix + job_id))
+        assert payload["f"] == GENERATE_VIDEO
+        assert payload["a"] == [
+            {"job_id": job_id, "kind": "video", "prompt": PROMPT, "seconds": 1.0,
+             "seed": payload["a"][0]["seed"], "max_bytes": 8_000_000}  # type: ignore[index]
+        ]
+        await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
+    finally:
+        for worker in workers:
+            worker.resume()
+    await wait_settled(frontend, [job_id], pool)
+
+    # Progress: queued, then the worker's stages with a percent that never goes back, then
+    # the upload.
+    shown = frontend.progress_of(job_id)
+    states = [p.state for p in shown]
+    assert states[0] == "queued" and shown[0].queue_position == 1, shown
+    assert states[-1] == "delivering", shown
+    assert set(states[1:-1]) == {"running"}, shown
+    percents = [p.percent for p in shown if p.percent is not None]
+    assert len(percents) >= 2 and percents == sorted(percents), shown
+    assert any(p.stage for p in shown if p.state == "running"), shown
+
+    # Delivered exactly once: a real H.264 + AAC MP4.
+    assert frontend.failed(job_id) == []
+    [video] = frontend.delivered(job_id)
+    probe = ffprobe(video.mp4, tmp_path / "received.mp4")
+    codecs = sorted((s["codec_type"], s["codec_name"]) for s in probe["streams"])  # type: ignore[union-attr,index]
+    assert codecs == [("audio", "aac"), ("video", "h264")]
+    assert video.duration_s > 0 and (video.width, video.height) == (128, 128)
+    [(_, _, caption)] = frontend.deliveries
+    assert PROMPT in caption and "180 credits left" in caption
+
+    # Charged once, after delivery; the result travelled as msgpack; Redis is left clean.
+    assert await balance(service, ALICE) == (180, 0)
+    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    assert await job_status(service, job_id) is JobStatus.DONE
+    result = assert_msgpack(snapshots["result"])
+    assert result["s"] is True and isinstance(result["r"]["mp4"], bytes)  # type: ignore[index]
+    assert await leftover_keys(redis) == set()
+    assert [tries for _, tries in pool.started(job_id)] == [1]
+
+
+# -- 2. two workers share the queue ---------------------------------------------------------------
+async def test_two_workers_drain_the_queue_running_each_job_once(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    workers = await pool.ensure(2)
+    job_ids = [await request(service, actor) for actor in (ALICE, BOB, CAROL) for _ in range(2)]
+    for job_id in job_ids:
+        watcher.follow(job_id)
+    await wait_settled(frontend, job_ids, pool)
+
+    for job_id in job_ids:
+        assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
+        assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
+        assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    ran_by = {name for job_id in job_ids for name, _ in pool.started(job_id)}
+    assert ran_by == {w.name for w in workers}, "both workers should have taken jobs"
+    for actor in (ALICE, BOB, CAROL):
+        assert await balance(service, actor) == (160, 0)
+    assert await leftover_keys(redis) == set()
+
+
+# -- 3. a worker dies mid-job -----------------------------------------------------------------------
+async def test_a_worker_killed_mid_job_hands_the_job_to_another(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(2)
+    job_id = await request(service, ALICE, seconds=3.0)
+    watcher.follow(job_id)
+
+    async def mid_job() -> bool:
+        stage = await redis.hget(progress_key(job_id), "stage")
+        return stage not in (None, b"starting")
+
+    await wait_until(mid_job, 60, "the job to be under way", pool)
+    [(victim_name, first_try)] = pool.started(job_id)
+    assert first_try == 1
+    victim = next(w for w in pool.workers if w.name == victim_name)
+    victim.kill()
+    assert await redis.exists(result_key_prefix + job_id) == 0, "finished before the kill"
+    with pytest.raises(UserFacingError) as refused:  # it is running: no cancelling any more
+        await service.cancel_job(ALICE, job_id)
+    assert refused.value.code == "not_cancellable"
+    pool.spawn()  # back to two workers for later tests, starting while we wait
+
+    await wait_settled(frontend, [job_id], pool, timeout=JOB_TIMEOUT_S + 10 + SETTLE_S)
+    runs = pool.started(job_id)
+    assert runs[0] == (victim_name, 1) and len(runs) == 2, runs
+    assert runs[1][0] != victim_name and runs[1][1] == 2, runs
+    delivered, failed = frontend.delivered(job_id), frontend.failed(job_id)
+    assert len(delivered) + len(failed) == 1, (delivered, failed)
+    if delivered:
+        assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+        assert await balance(service, ALICE) == (180, 0)
+    else:  # never charged without a delivery, and told why
+        assert "not charged" in failed[0]
+        assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+        assert await balance(service, ALICE) == (200, 0)
+
+
+# -- 4. Redis restarts with jobs in the queue ------------------------------------------------------
+async def test_a_redis_restart_loses_no_job(
+    pool: WorkerPool, redis: ArqRedis, queue_redis: RedisServer, service: Service,
+    watcher: JobWatcher, frontend: RecordingFrontend,
+) -> None:
+    workers = await pool.ensure(2)
+    job_ids = [await request(service, actor) for actor in (ALICE, BOB) for _ in range(2)]
+    for job_id in job_ids:
+        watcher.follow(job_id)
+    await wait_until(lambda: any(pool.started(j) for j in job_ids), 30, "a job to start", pool)
+
+    queue_redis.stop()  # SIGTERM: Redis writes and fsyncs its append-only file, then exits
+    try:
+        with pytest.raises(UserFacingError) as down:
+            await request(service, CAROL)
+        assert down.value.code == "queue_down" and "not charged" in down.value.message
+        assert await balance(service, CAROL) == (200, 0)
+        await asyncio.sleep(2)
+    finally:
+        queue_redis.start()
+
+    await wait_settled(frontend, job_ids, pool)
+    for job_id in job_ids:
+        assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == [], job_id
+        assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
+        assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    assert all(w.alive() for w in workers), pool.logs()  # they rode it out
+    assert await leftover_keys(redis) == set()
+
+
+# -- 5. the bot restarts -----------------------------------------------------------------------------
+async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
+    pool: WorkerPool, redis: ArqRedis, service: Service, frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(2)
+    first = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    job_id = await request(service, ALICE, seconds=3.0)
+    first.follow(job_id)
+    await wait_until(
+        lambda: any(p.state == "running" for p in frontend.progress_of(job_id)), 60,
+        "the job to run", pool,
+    )
+    await first.close()
+    assert frontend.deliveries == [], "the job finished before the restart; this proves nothing"
+    assert await job_status(service, job_id) is JobStatus.RUNNING
+
+    second = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    try:
+        assert await second.resume() == 1
+        await wait_settled(frontend, [job_id], pool)
+    finally:
+        await second.close()
+    third = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    assert await third.resume() == 0
+    await third.close()
+
+    assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
+    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    assert await balance(service, ALICE) == (180, 0)
+    assert [tries for _, tries in pool.started(job_id)] == [1]
+
+
+async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
+    pool: WorkerPool, redis: ArqRedis, service: Service, frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(2)
+    frontend.hold_delivering = asyncio.Event()  # the "uploading" edit waits (rate limit)
+    first = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    job_id = await request(service, ALICE)
+    first.follow(job_id)
+    await wait_until(
+        lambda: any(p.state == "delivering" for p in frontend.progress_of(job_id)), SETTLE_S,
+        "the upload to begin", pool,
+    )
+    await first.close(grace_s=0.2)  # the upload never happened
+    assert frontend.deliveries == []
+    assert await job_status(service, job_id) is JobStatus.RUNNING  # the claim was given back
+
+    frontend.hold_delivering = None
+    second = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    try:
+        assert await second.resume() == 1
+        await wait_settled(frontend, [job_id], pool)
+    finally:
+        await second.close()
+    assert len(frontend.delivered(job_id)) == 1
+    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    assert await balance(service, ALICE) == (180, 0)
+
+
+# -- 6. a job that runs too long -----------------------------------------------------------------
+async def test_a_job_past_the_timeout_is_stopped_and_refunded(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(2)
+    job_id = await request(service, ALICE, seconds=20.0)  # far more than JOB_TIMEOUT_S of work
+    watcher.follow(job_id)
+    await wait_settled(frontend, [job_id], pool, timeout=JOB_TIMEOUT_S + SETTLE_S)
+
+    assert frontend.delivered(job_id) == []
+    [message] = frontend.failed(job_id)
+    assert message == "Your video took too long to generate and was stopped. You were not charged."
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+    assert await balance(service, ALICE) == (200, 0)
+    assert [tries for _, tries in pool.started(job_id)] == [1]  # a timeout is not retried
+    # The pipeline thread stopped too: the worker said so, and no late progress report
+    # brings back the keys the watcher cleaned up.
+    [name] = [name for name, _ in pool.started(job_id)]
+    worker = next(w for w in pool.workers if w.name == name)
+    assert f"job {job_id} stopped" in worker.log()
+    await asyncio.sleep(1.0)
+    assert await leftover_keys(redis) == set()
+
+
+# -- 7. the same job enqueued twice ------------------------------------------------------------------
+async def test_a_duplicate_enqueue_runs_once_and_charges_once(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(2)
+    job_id = await request(service, ALICE)
+    payload = {"job_id": job_id, "kind": "video", "prompt": PROMPT, "seconds": 1.0, "seed": 1}
+    again = await redis.enqueue_job(GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME)
+    assert again is None  # arq refuses a job id it already holds
+    # Two bot processes following the same job (e.g. an old one still shutting down).
+    other = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    try:
+        watcher.follow(job_id)
+        watcher.follow(job_id)  # idempotent
+        other.follow(job_id)
+        await wait_settled(frontend, [job_id], pool)
+    finally:
+        await other.close()
+    assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
+    assert [tries for _, tries in pool.started(job_id)] == [1]
+    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    assert await balance(service, ALICE) == (180, 0)
+
+
+# -- 8. cancel ---------------------------------------------------------------------------------------
+async def test_a_cancelled_queued_job_is_refunded_and_never_runs(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    for worker in pool.alive:
+        worker.pause()  # no worker is taking jobs
+    job_id = await request(service, ALICE)
+    watcher.follow(job_id)
+    with pytest.raises(UserFacingError) as not_yours:
+        await service.cancel_job(BOB, job_id)
+    assert not_yours.value.code == "unknown_job"
+    cancelled = await service.cancel_job(ALICE)  # the newest queued one: this one
+    assert cancelled.id == job_id and cancelled.status is JobStatus.CANCELLED
+    assert await balance(service, ALICE) == (200, 0)
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+
+    for worker in pool.alive:
+        worker.resume()
+    await pool.ensure(1)  # a worker that comes (back) afterwards finds nothing to run
+    await asyncio.sleep(2.0)
+    assert pool.started(job_id) == []
+    assert await leftover_keys(redis) == set()
+    assert frontend.settled(job_id) is False  # the cancel command itself answers the user
+    assert watcher.following == set()
+
+
+# -- 9. per-user limit -------------------------------------------------------------------------------
+async def test_the_per_user_limit_refuses_clearly_without_charging(
+    pool: WorkerPool, redis: ArqRedis, service: Service,
+) -> None:
+    for worker in pool.alive:
+        worker.pause()  # keep the first two queued
+    first = await request(service, ALICE)
+    second = await request(service, ALICE)
+    with pytest.raises(UserFacingError) as refused:
+        await request(service, ALICE)
+    assert refused.value.code == "too_many_jobs"
+    assert refused.value.message == (
+        "You already have 2 videos in progress (the limit is 2). Wait for one to finish, "
+        "then try again; you were not charged."
+    )
+    assert await balance(service, ALICE) == (160, 40)  # only the two accepted ones are held
+    assert await redis.zcard(QUEUE_NAME) == 2
+    for job_id in (second, first):
+        await service.cancel_job(ALICE, job_id)
+    assert await balance(service, ALICE) == (200, 0)
+
+
+# -- 10. the worker refuses a job ----------------------------------------------------------------
+async def test_a_job_the_worker_refuses_is_refunded_with_its_reason(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(1)
+    snapshots: dict[str, bytes | None] = {}
+
+    async def snapshot_result(job: Job) -> None:
+        snapshots[job.id] = await redis.get(result_key_prefix + job.id)
+
+    frontend.before_failure = snapshot_result
+    user = await service.credits.ensure_user("telegram", ALICE.user_id)
+    payloads = {
+        "malformed": {"job_id": "malformed", "prompt": PROMPT},  # no length, no seed
+        "too-long": {"job_id": "too-long", "prompt": PROMPT, "seconds": 999.0, "seed": 1},
+    }
+    for job_id, payload in payloads.items():
+        await service.jobs.create(
+            NewJob(id=job_id, user_id=user.id, platform="telegram", kind="video", prompt=PROMPT, cost=20),
+            max_per_user=5, max_per_server=5,
+        )
+        await redis.enqueue_job(GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME)
+        watcher.follow(job_id)
+    await wait_settled(frontend, list(payloads), pool)
+
+    assert frontend.failed("malformed") == [
+        "The request was malformed ('seconds'). You were not charged."
+    ]
+    [too_long] = frontend.failed("too-long")
+    assert too_long.startswith("Clip length must be more than 0 and at most") and too_long.endswith(
+        "(asked: 999 s). You were not charged."
+    )
+    for job_id in payloads:
+        assert frontend.delivered(job_id) == []
+        assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+        result = assert_msgpack(snapshots[job_id])  # the error travelled as plain data
+        assert result["s"] is False and result["r"]["error_type"] in ("JobRejected", "PipelineError")  # type: ignore[index]
+    assert await balance(service, ALICE) == (200, 0)
+    assert await leftover_keys(redis) == set()
+
+
+async def test_an_upload_the_platform_refuses_is_refunded(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    await pool.ensure(1)
+    frontend.refuse_uploads = "the file is too large for this chat"
+    job_id = await request(service, ALICE)
+    watcher.follow(job_id)
+    await wait_settled(frontend, [job_id], pool)
+    assert frontend.failed(job_id) == [
+        "Your video was made but could not be delivered: the file is too large for this chat. "
+        "You were not charged."
+    ]
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+    assert await leftover_keys(redis) == set()
+
+
+# -- health check ------------------------------------------------------------------------------------
+async def test_arq_health_check_sees_a_running_worker(
+    pool: WorkerPool, queue_redis: RedisServer, redis_url: str
+) -> None:
+    if queue_redis.process is None:
+        queue_redis.start()
+    await pool.ensure(1)
+    redis = await create_queue_pool(queue_redis.url)  # not emptied: keeps the health record
+    try:
+        await wait_until(lambda: redis.exists(HEALTH_KEY), 15, "a health record", pool)
+    finally:
+        await redis.aclose()
+
+    async def check(url: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(ARQ), "--check", "gpu_worker.worker.WorkerSettings", cwd=REPO,
+            env={**os.environ, "TALKIES_REDIS_URL": url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    (ok, ok_out), (bad, bad_out) = await asyncio.gather(
+        check(queue_redis.url), check(redis_url)  # the shared test Redis: no worker there
+    )
+    assert ok == 0 and "Health check successful" in ok_out, ok_out
+    assert bad == 1 and "Health check failed" in bad_out, bad_out
