@@ -19,12 +19,15 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from arq import ArqRedis
 from redis.exceptions import RedisError
 
-from gpu_worker.pipeline import STAGE_LABELS, ProgressEvent
 from gpu_worker.protocol import PROGRESS_TTL_S, progress_channel, progress_key
+
+if TYPE_CHECKING:  # the pipeline pulls in torch: ``arq --check`` must not wait for that
+    from gpu_worker.pipeline import ProgressEvent
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class ProgressPublisher:
         if event.percent < 100 and now - self._last_sent < self.min_interval_s:
             return
         self._last_sent = now
+        from gpu_worker.pipeline import STAGE_LABELS  # loaded by now: it is calling us
+
         label = STAGE_LABELS.get(event.stage, event.stage)
         self.loop.call_soon_threadsafe(self._submit, self._fields(label, event.percent, ""))
 

@@ -472,7 +472,7 @@ async def test_a_job_past_the_timeout_is_stopped_and_refunded(
     # brings back the keys the watcher cleaned up.
     [name] = [name for name, _ in pool.started(job_id)]
     worker = next(w for w in pool.workers if w.name == name)
-    assert f"job {job_id} stopped" in worker.log()
+    assert f"job {job_id} cancelled (try 1); its pipeline stopped" in worker.log(), worker.log()
     await asyncio.sleep(1.0)
     assert await leftover_keys(redis) == set()
 
