@@ -4,7 +4,8 @@ real SQLite, the real service and watcher. Only the chat platform is a stand-in
 
 Covers the happy path, two workers sharing a queue, a worker killed mid-job, a Redis restart,
 a bot restart (also in the middle of an upload), job timeouts, duplicate enqueues, cancels,
-per-user limits, failures reported by a worker, and arq's health check.
+per-user limits, queue waits past the limit, a queue that lost its data, failures reported by
+a worker or by the platform, and arq's health check.
 
 "Ran exactly once" is read from the workers' own logs (arq logs a line each time a worker
 starts a job), over every worker process the module ever started.
@@ -33,7 +34,7 @@ from config import Settings, load_settings
 from config.settings import Platform
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
 from storage import Database, Job, JobStatus, NewJob
-from tests.conftest import RedisServer, free_port
+from tests.conftest import Clock, RedisServer, free_port
 from tests.workers import ARQ, REPO, WorkerPool
 
 pytestmark = pytest.mark.slow
@@ -549,6 +550,48 @@ async def test_the_per_user_limit_refuses_clearly_without_charging(
     for job_id in (second, first):
         await service.cancel_job(ALICE, job_id)
     assert await balance(service, ALICE) == (200, 0)
+
+
+# -- waiting too long, and a queue that forgot the job ----------------------------------------------
+async def test_a_job_no_worker_takes_in_time_is_withdrawn_and_refunded(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend, clock: Clock,
+) -> None:
+    for worker in pool.alive:
+        worker.pause()  # every worker busy (or gone) for longer than the limit
+    job_id = await request(service, ALICE)
+    watcher.follow(job_id)
+    await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
+    clock.advance(seconds=service.settings.max_queue_wait_s + 1)
+    await wait_settled(frontend, [job_id], pool, timeout=10)
+    assert frontend.failed(job_id) == [
+        "No GPU worker picked up your video in time, so it was cancelled. You were not "
+        "charged; please try again later."
+    ]
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+    assert await job_status(service, job_id) is JobStatus.CANCELLED
+    for worker in pool.alive:
+        worker.resume()
+    await asyncio.sleep(1.0)
+    assert pool.started(job_id) == []  # withdrawn from the queue: it never runs
+    assert await leftover_keys(redis) == set()
+
+
+async def test_a_job_the_queue_forgot_is_refunded(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend,
+) -> None:
+    for worker in pool.alive:
+        worker.pause()
+    job_id = await request(service, ALICE)
+    watcher.follow(job_id)
+    await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
+    await redis.delete(*[k for k in await redis.keys("*") if k.decode() != HEALTH_KEY])
+    await wait_settled(frontend, [job_id], pool, timeout=10)  # e.g. Redis lost its data
+    assert frontend.failed(job_id) == [
+        "The job queue lost your video (the queue was reset). You were not charged."
+    ]
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
 
 
 # -- 10. the worker refuses a job ----------------------------------------------------------------
