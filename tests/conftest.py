@@ -12,8 +12,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from arq import ArqRedis
 
+from bot.service import Service
 from config import Settings, load_settings
+from gpu_worker.protocol import create_queue_pool
 from storage import Database
 
 
@@ -106,6 +109,19 @@ async def db(tmp_path: Path, clock: Clock) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """An arq pool on the shared (emptied) test Redis, as the bots create it."""
+    pool = await create_queue_pool(redis_url)
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
+    return Service(settings, db, queue)
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(
         _env_file=None,
@@ -117,6 +133,25 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder for the tiny random-weight models, built once per test session."""
-    return tmp_path_factory.mktemp("tiny-models")
+def tiny_model_cache(request: pytest.FixtureRequest) -> Path:
+    """One folder for the tiny random-weight models, built once and kept in pytest's cache."""
+    return Path(request.config.cache.mkdir("talkies-tiny-models"))
+
+
+@pytest.fixture(scope="module")
+def worker(
+    redis_server: RedisServer, tiny_model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A real arq GPU worker (tiny preset) on the shared Redis for one test module; its log.
+
+    Module-scoped on purpose: a worker left running would take the jobs that other modules'
+    tests enqueue on the same Redis and expect to find still queued.
+    """
+    from tests.workers import WorkerPool
+
+    pool = WorkerPool(redis_server.url, tiny_model_cache, tmp_path_factory.mktemp("worker-logs"))
+    process = pool.spawn()
+    try:
+        yield process.log_path
+    finally:
+        pool.stop_all()

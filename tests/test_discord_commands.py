@@ -17,7 +17,7 @@ from arq import ArqRedis
 from bot.discord_bot import ShardedTalkiesClient, TalkiesClient
 from bot.service import Service
 from config import Settings, load_settings
-from gpu_worker.protocol import QUEUE_NAME, create_queue_pool
+from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
 from tests.discord_fake import (
     EPHEMERAL,
@@ -42,18 +42,6 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     yield server
     server.uninstall()
     await server.close()
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_queue_pool(redis_url)
-    yield pool
-    await pool.aclose()
-
-
-@pytest.fixture
-def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
-    return Service(settings, db, queue)
 
 
 async def answered(fake: FakeDiscord, record: InteractionRecord) -> str:

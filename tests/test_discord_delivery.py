@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq import ArqRedis
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.discord_bot import DiscordBot
 from bot.discord_frontend import DEFAULT_UPLOAD_LIMIT, EDIT_INTERVAL_S, TOKEN_LIFETIME_S
 from bot.service import Service
 from config import Settings
-from gpu_worker.protocol import create_queue_pool
-from storage import Database, Job
+from storage import Job
 from tests.discord_fake import (
     EPHEMERAL,
     FakeDiscord,
@@ -46,18 +44,6 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     yield server
     server.uninstall()
     await server.close()
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_queue_pool(redis_url)
-    yield pool
-    await pool.aclose()
-
-
-@pytest.fixture
-def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
-    return Service(settings, db, queue)
 
 
 @pytest.fixture

@@ -10,22 +10,15 @@ reconnect and a bot restart in the middle of a job.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from arq import ArqRedis
 
 from bot.service import Actor, Service
 from config import Settings
-from gpu_worker.protocol import create_queue_pool
-from storage import Database, Job, JobStatus
-from tests.conftest import RedisServer
+from storage import Job, JobStatus
 from tests.discord_fake import (
     FakeDiscord,
     InteractionRecord,
@@ -39,41 +32,10 @@ from tests.discord_fake import (
 )
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 CLIP_TIMEOUT_S = 240.0
 INTERVAL = 0.5
 PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 USER = 1001
-
-
-@pytest.fixture(scope="module")
-def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The real arq GPU worker on the tiny preset, shared by this module; yields its log."""
-    log_path = tmp_path_factory.mktemp("discord-worker") / "worker.log"
-    env = {
-        **os.environ,
-        "TALKIES_REDIS_URL": redis_server.url,
-        "TALKIES_MODEL_PRESET": "tiny",
-        "TALKIES_DEVICE": "cpu",
-        "TALKIES_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    arq = Path(sys.executable).parent / "arq"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(arq), "gpu_worker.worker.WorkerSettings"], cwd=REPO, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield log_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -84,19 +46,6 @@ async def fake(worker: Path) -> AsyncIterator[FakeDiscord]:
     yield server
     server.uninstall()
     await server.close()
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    """(``redis_url`` empties the shared Redis the module's worker listens on.)"""
-    pool = await create_queue_pool(redis_url)
-    yield pool
-    await pool.aclose()
-
-
-@pytest.fixture
-def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
-    return Service(settings, db, queue)
 
 
 async def start_video(fake: FakeDiscord, **slash: object) -> InteractionRecord:

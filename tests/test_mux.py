@@ -121,7 +121,7 @@ def test_impossible_budget_is_a_clear_error(tmp_path: Path) -> None:
 def test_same_inputs_same_bytes(tmp_path: Path) -> None:
     frames, audio = noisy_clip(), tone(2.0)
     a = encode_mp4(frames, 24.0, audio, tmp_path / "a.mp4")
-    b = encode_mp4(frames, 24.0, audio, tmp_path / "b.mp4")
+    encode_mp4(frames, 24.0, audio, tmp_path / "b.mp4")
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
     budget = a.size_bytes * 2 // 3
     encode_mp4(frames, 24.0, audio, tmp_path / "c.mp4", max_bytes=budget)

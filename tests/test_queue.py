@@ -25,7 +25,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from arq import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.service import Actor, Service, UserFacingError

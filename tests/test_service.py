@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,6 @@ from tests.conftest import Clock, RedisServer, free_port
 ALICE = Actor("discord", "1", "alice", server_id="guild")
 ADMIN = Actor("discord", "2", "admin", server_id="guild", is_server_admin=True)
 OPERATOR = Actor("discord", "900", "op")
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_queue_pool(redis_url)
-    yield pool
-    await pool.aclose()
-
-
-@pytest.fixture
-def service(settings: Settings, db: Database, queue: ArqRedis) -> Service:
-    return Service(settings, db, queue)
 
 
 async def test_request_video_reserves_records_and_enqueues(service: Service, queue: ArqRedis) -> None:

@@ -29,7 +29,7 @@ from bot.service import Service
 from bot.telegram_bot import COMMANDS, TelegramBot, run, serve
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES
 from config import Settings
-from gpu_worker.protocol import QUEUE_NAME, create_queue_pool
+from gpu_worker.protocol import QUEUE_NAME
 from storage import Database, JobStatus
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
 
@@ -51,13 +51,6 @@ def telegram_settings(settings: Settings, **changes: object) -> Settings:
 async def api() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI(TOKEN) as fake:
         yield fake
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_queue_pool(redis_url)
-    yield pool
-    await pool.aclose()
 
 
 @pytest.fixture

@@ -8,12 +8,8 @@ the uploaded MP4 (ffprobe), the credits, and a bot restart in the middle of a jo
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,6 @@ import pytest
 from bot.service import Service
 from bot.telegram_frontend import DONE_TEXT, EDIT_INTERVAL_S
 from storage import JobStatus
-from tests.conftest import RedisServer
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     ALICE,
@@ -30,43 +25,11 @@ from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     available,
     ffprobe,
     make_bot,
-    queue,
     service,
 )
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 JOB_TIMEOUT_S = 240.0
-
-
-@pytest.fixture(scope="module")
-def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The real arq GPU worker on the tiny preset, for this module's tests; its log path."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "TALKIES_REDIS_URL": redis_server.url,
-        "TALKIES_MODEL_PRESET": "tiny",
-        "TALKIES_DEVICE": "cpu",
-        "TALKIES_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    arq = Path(sys.executable).parent / "arq"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(arq), "gpu_worker.worker.WorkerSettings"], cwd=REPO, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield log_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def worker_log(path: Path) -> str:
