@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     worker_max_jobs: int = Field(default=1, ge=1)
     worker_shutdown_grace_s: int = Field(default=120, ge=0)
     worker_max_tries: int = Field(default=3, ge=1)
+    worker_poll_delay_s: float = Field(default=0.02, gt=0, le=5)
     result_ttl_s: int = Field(default=3600, ge=60)
 
     # Models
