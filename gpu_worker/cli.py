@@ -38,9 +38,10 @@ def run_generate(
 
     request = ClipRequest(prompt, seconds, seed, max_bytes, stems)
     try:
-        check_request(request, resolve_preset(preset, pick_device(device)), output)
-        with console.status(f"loading the {preset!r} models"):
-            models = load_models(preset, device)
+        resolved = resolve_preset(preset, pick_device(device))  # warns once if auto means tiny
+        check_request(request, resolved, output)
+        with console.status(f"loading the {resolved.name!r} models"):
+            models = load_models(resolved.name, device)
     except (PipelineError, UnknownPresetError) as exc:
         console.print(f"[red]error:[/red] {getattr(exc, 'user_message', exc)}")
         return 2
