@@ -19,7 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, bench/ comes first on sys.path, and bench/queue.py would shadow the standard
+# library's ``queue`` (which redis imports): put the repository there instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
 from gpu_worker.audio import generate_music  # noqa: E402
 from gpu_worker.pipeline import ClipRequest, _Timer, generate_clip, load_models, run_streams  # noqa: E402

@@ -15,6 +15,7 @@ Order of operations (each stem is float, stereo, clip length):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyloudnorm
@@ -51,12 +52,18 @@ def integrated_loudness(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
         a = np.pad(a, ((0, 0), (0, block - a.shape[1])))
     if not np.any(a):
         return float("-inf")
-    return float(pyloudnorm.Meter(sr).integrated_loudness(a.T))
+    return float(_meter(sr).integrated_loudness(a.T))
+
+
+@lru_cache(maxsize=4)
+def _meter(sr: int) -> pyloudnorm.Meter:
+    """One BS.1770 meter (its K-weighting filters) per sample rate."""
+    return pyloudnorm.Meter(sr)
 
 
 def true_peak_db(x: np.ndarray) -> float:
     """True peak in dBTP: the largest |sample| after 4x oversampling (resample_poly)."""
-    a = np.atleast_2d(np.asarray(x, np.float64))
+    a = np.atleast_2d(np.asarray(x, np.float32))  # float32: twice as fast, ample for a peak
     if a.size == 0:
         return float("-inf")
     peak = float(np.abs(resample_poly(a, 4, 1, axis=-1)).max())
@@ -132,7 +139,7 @@ def limit(x: np.ndarray, ceiling_db: float, sr: int = SAMPLE_RATE,
     """
     ceiling = 10 ** (ceiling_db / 20)
     n = x.shape[-1]
-    over = np.abs(resample_poly(x, 4, 1, axis=-1)).max(axis=0)[: 4 * n]
+    over = np.abs(resample_poly(x.astype(np.float32), 4, 1, axis=-1)).max(axis=0)[: 4 * n]
     peak = np.pad(over, (0, 4 * n - over.size)).reshape(n, 4).max(axis=1)
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
     if need.min() >= 1.0:
