@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arq import ArqRedis
@@ -155,3 +157,22 @@ def worker(
         yield process.log_path
     finally:
         pool.stop_all()
+
+
+def ffprobe(media: Path | bytes, folder: Path | None = None) -> dict[str, Any]:
+    """ffprobe's JSON view (streams and format) of an MP4 file, or of MP4 bytes written into
+    ``folder``; fails the test when ffprobe is missing or rejects the file."""
+    binary = shutil.which("ffprobe")
+    if binary is None:
+        pytest.fail("ffprobe is not installed: run scripts/test.sh, which installs ffmpeg")
+    if isinstance(media, bytes):
+        assert folder is not None, "bytes need a folder to be written to"
+        path = folder / f"probe-{time.monotonic_ns()}.mp4"
+        path.write_bytes(media)
+    else:
+        path = media
+    out = subprocess.run(
+        [binary, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return json.loads(out.stdout)

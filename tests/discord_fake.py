@@ -16,8 +16,6 @@ import io
 import itertools
 import json
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -695,19 +693,6 @@ def originals(fake: FakeDiscord, token: str, method: str = "PATCH") -> list[Reco
 def final_upload(fake: FakeDiscord, token: str) -> Recorded | None:
     found = [r for r in originals(fake, token) if r.files and r.status == 200]
     return found[-1] if found else None
-
-
-def ffprobe(data: bytes, tmp_path: Any) -> dict[str, Any]:
-    """ffprobe's view of an MP4 (raises if ffprobe rejects it)."""
-    binary = shutil.which("ffprobe")
-    assert binary, "ffprobe is not installed"
-    path = tmp_path / f"probe-{time.monotonic_ns()}.mp4"
-    path.write_bytes(data)
-    out = subprocess.run(
-        [binary, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True, text=True, timeout=30, check=True,
-    )
-    return json.loads(out.stdout)
 
 
 def make_mp4(seconds: float = 2.0, size: tuple[int, int] = (160, 120), fps: int = 24,

@@ -20,12 +20,12 @@ from bot.discord_frontend import DEFAULT_UPLOAD_LIMIT, EDIT_INTERVAL_S, TOKEN_LI
 from bot.service import Service
 from config import Settings
 from storage import Job
+from tests.conftest import ffprobe
 from tests.discord_fake import (
     EPHEMERAL,
     FakeDiscord,
     InteractionRecord,
     WallClock,
-    ffprobe,
     final_upload,
     make_mp4,
     opt,

@@ -19,12 +19,12 @@ import pytest
 from bot.service import Actor, Service
 from config import Settings
 from storage import Job, JobStatus
+from tests.conftest import ffprobe
 from tests.discord_fake import (
     FakeDiscord,
     InteractionRecord,
     Recorded,
     WallClock,
-    ffprobe,
     final_upload,
     opt,
     originals,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import av
@@ -16,18 +13,10 @@ from gpu_worker.analysis import analyze_frames
 from gpu_worker.mux import (DecodeError, MuxError, OutputPathError, SizeLimitError, decode_video,
                             encode_mp4, write_stems)
 from tests import synthetic_clips as clips
+from tests.conftest import ffprobe
 
 SR = 48000
 AAC_FRAME_S = 1024 / SR
-
-
-def ffprobe(path: Path) -> dict:
-    binary = shutil.which("ffprobe")
-    if binary is None:
-        pytest.fail("ffprobe is not installed: apt-get install -y ffmpeg")
-    out = subprocess.run([binary, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
 
 
 def top_level_boxes(path: Path) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from gpu_worker.placement import onset_near
 from gpu_worker.plan import plan_prompt
 from gpu_worker.presets import PRESETS, UnknownPresetError, resolve_preset
 from tests import synthetic_clips
+from tests.conftest import ffprobe
 
 AAC_FRAME_S = 1024 / SAMPLE_RATE
 
@@ -40,14 +40,6 @@ def models(tiny_model_cache: Path) -> Models:
     loaded.preset = small
     loaded.video.preset = small
     return loaded
-
-
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return json.loads(out)
 
 
 def test_end_to_end_mp4_streams_stems_and_progress(models: Models, tmp_path: Path) -> None:

@@ -14,10 +14,7 @@ starts a job), over every worker process the module ever started.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -34,7 +31,7 @@ from config import Settings, load_settings
 from config.settings import Platform
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
 from storage import Database, Job, JobStatus, NewJob
-from tests.conftest import Clock, RedisServer, free_port
+from tests.conftest import Clock, RedisServer, ffprobe, free_port
 from tests.workers import ARQ, REPO, WorkerPool
 
 pytestmark = pytest.mark.slow
@@ -217,17 +214,6 @@ async def leftover_keys(redis: ArqRedis) -> set[str]:
     return {key.decode() for key in await redis.keys("*")} - {HEALTH_KEY}
 
 
-def ffprobe(data: bytes, path: Path) -> dict[str, object]:
-    path.write_bytes(data)
-    binary = shutil.which("ffprobe")
-    assert binary is not None, "ffprobe is not installed"
-    out = subprocess.run(
-        [binary, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(out.stdout)
-
-
 def assert_msgpack(blob: bytes | None) -> dict[str, object]:
     """arq's envelope, written with our codec: a msgpack map, not a pickle."""
     assert blob is not None
@@ -285,7 +271,7 @@ async def test_a_video_is_made_delivered_once_and_charged_once(
     # Delivered exactly once: a real H.264 + AAC MP4.
     assert frontend.failed(job_id) == []
     [video] = frontend.delivered(job_id)
-    probe = ffprobe(video.mp4, tmp_path / "received.mp4")
+    probe = ffprobe(video.mp4, tmp_path)
     codecs = sorted((s["codec_type"], s["codec_name"]) for s in probe["streams"])  # type: ignore[union-attr,index]
     assert codecs == [("audio", "aac"), ("video", "h264")]
     assert video.duration_s > 0 and (video.width, video.height) == (128, 128)

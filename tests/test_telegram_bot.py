@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import json
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
@@ -32,6 +29,7 @@ from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database, JobStatus
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
+from tests.conftest import ffprobe
 
 TOKEN = "123456:TEST-TOKEN"
 ALICE = User(1001, "Alice", "alice")
@@ -107,18 +105,6 @@ def noisy_mp4(seconds: float = 1.0, width: int = 160, height: int = 120, fps: in
             dst.mux(audio.encode(chunk))
         dst.mux(audio.encode(None))
     return buffer.getvalue()
-
-
-def ffprobe(data: bytes, tmp_path: Path) -> dict[str, object]:
-    path = tmp_path / "received.mp4"
-    path.write_bytes(data)
-    binary = shutil.which("ffprobe")
-    assert binary is not None, "ffprobe is not installed"
-    out = subprocess.run(
-        [binary, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(out.stdout)
 
 
 # -- start-up, sign-up, help -----------------------------------------------------------------

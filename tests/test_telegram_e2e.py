@@ -17,13 +17,13 @@ import pytest
 from bot.service import Service
 from bot.telegram_frontend import DONE_TEXT, EDIT_INTERVAL_S
 from storage import JobStatus
+from tests.conftest import ffprobe
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     ALICE,
     PROMPT,
     api,
     available,
-    ffprobe,
     make_bot,
     service,
 )
