@@ -23,6 +23,16 @@ from pathlib import Path
 from typing import Callable
 
 
+WEIGHTS_MODES = ("hub", "random", "shallow")
+
+
+def private_home(cache_dir: str | Path, weights: str) -> Path:
+    """The private HF home for a random-weight mode: ``<cache_dir>/hf-<weights>``."""
+    if weights not in WEIGHTS_MODES[1:]:
+        raise ValueError(f"no private hub cache for weights {weights!r}")
+    return Path(cache_dir) / f"hf-{weights}"
+
+
 def revision_for(spec: str) -> str:
     """A 40-hex revision (the shape of a git commit hash) derived from a build spec."""
     return hashlib.sha1(spec.encode()).hexdigest()
