@@ -91,9 +91,7 @@ class DiscordBot:
         self.frontend = DiscordFrontend(client, clock=clock, edit_interval_s=edit_interval_s)
         self.watcher: JobWatcher | None = None
         if service.queue is not None:
-            self.watcher = JobWatcher(
-                service, service.queue, self.frontend, **(watcher_options or {})  # type: ignore[arg-type]
-            )
+            self.watcher = JobWatcher(service, self.frontend, **(watcher_options or {}))
         self.synced: list[app_commands.AppCommand] = []
 
     # -- lifecycle ---------------------------------------------------------------------------

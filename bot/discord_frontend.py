@@ -10,7 +10,10 @@ finishes jobs started by the previous process:
   interaction's upload limit, so Discord never rejects it at the end;
 * the interaction token lasts 15 minutes: after that (or if Discord says it is gone) the video
   is posted to the channel, or the user's DMs, with a mention;
-* failures are shown only to the user (ephemeral), or by DM once the token has expired.
+* failures are shown only to the user (ephemeral), or by DM once the token has expired;
+* asked whether an earlier upload arrived (:meth:`DiscordFrontend.find_delivered`), it looks
+  for the file on the original response, then among the bot's recent messages in the
+  channel and the user's DMs.
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ from typing import Any, cast
 import aiohttp
 import discord
 
-from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.delivery import DeliveryError, Job, Progress, VideoResult, video_filename
 from config.settings import Platform
 from gpu_worker.mux import MuxError, fit_mp4
-from storage import Job
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ MAX_ENDED = 10_000
 ORIGINAL = cast(int, "@original")  # Discord's alias for an interaction's first message
 TOKEN_GONE_CODES = {10015, 50027}  # Unknown Webhook, Invalid Webhook Token
 UNKNOWN_MESSAGE = 10008  # e.g. the user deleted the status message
+HISTORY_LOOKBACK = 50  # recent messages searched for an earlier upload
 Clock = Callable[[], float]
 
 
@@ -274,6 +277,50 @@ class DiscordFrontend:
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
 
+    async def find_delivered(self, job: Job) -> bool | None:
+        """Whether an upload of this job's video is on Discord (see the module docstring).
+
+        None when a place could not be searched (no permission to read it): can't tell.
+        """
+        target = _Target.of(job)
+        name = video_filename(job.id)
+        if self.token_usable(job):
+            try:
+                message = await self._webhook(target).fetch_message(ORIGINAL)
+                if _carries(message, name):
+                    return True
+            except discord.NotFound:
+                pass  # the status message is gone (or the token): look elsewhere
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise _delivery_error(exc) from exc
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"could not reach Discord ({exc})", retryable=True) from exc
+        unsure = False
+        places: list[int | None] = [None]  # None: the user's DMs
+        if target.guild_id is not None and target.channel_id is not None:
+            places.insert(0, target.channel_id)
+        for channel_id in places:
+            try:
+                if channel_id is None:
+                    where: discord.abc.Messageable = await self.client.create_dm(
+                        discord.Object(target.user_id))
+                else:
+                    where = self.client.get_partial_messageable(channel_id, guild_id=target.guild_id)
+                async for message in where.history(limit=HISTORY_LOOKBACK):
+                    mine = self.client.user is not None and message.author.id == self.client.user.id
+                    if mine and _carries(message, name):
+                        return True
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise _delivery_error(exc) from exc
+                log.info("job %s: can't search %s for the upload (%s)", job.id,
+                         channel_id or "the DMs", exc.status)
+                unsure = True
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"could not reach Discord ({exc})", retryable=True) from exc
+        return None if unsure else False
+
     async def report_failure(self, job: Job, message: str) -> None:
         target = _Target.of(job)
         text = clip(f"\u26a0\ufe0f Your video \u201c{clip(job.prompt, 200)}\u201d failed. {message}"
@@ -369,10 +416,14 @@ class DiscordFrontend:
         raise DeliveryError(f"could not reach you on Discord ({last})", retryable=True)
 
 
+def _carries(message: discord.Message | discord.WebhookMessage, filename: str) -> bool:
+    return any(attachment.filename == filename for attachment in message.attachments)
+
+
 def _delivery_error(exc: discord.HTTPException) -> DeliveryError:
     if exc.status == 413 or exc.code == 40005:
         return DeliveryError("Discord refused the file as too large")
     if exc.status == 403:
         return DeliveryError("I'm not allowed to post in that channel or DM you")
-    return DeliveryError(f"Discord answered {exc.status}: {exc.text or 'error'}",
-                         retryable=exc.status >= 500)
+    return DeliveryError(f"Discord answered {exc.status}: {(exc.text or 'error')[:200]}",
+                         retryable=exc.status >= 500 or exc.status == 429)

@@ -154,7 +154,7 @@ class TelegramHandlers:
                 await handler(update, context)
             except UserFacingError as exc:
                 if update.effective_message is not None:
-                    await self.reply(update.effective_message, exc.message)
+                    await self.reply(update.effective_message, exc.user_message)
 
         return run
 
@@ -216,7 +216,7 @@ class TelegramHandlers:
                 actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
             )
         except UserFacingError as exc:
-            await self.frontend.settle_status(message.chat_id, status.message_id, exc.message)
+            await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
         except Exception:
             log.exception("video request failed")
@@ -448,9 +448,7 @@ class TelegramBot:
             raise RuntimeError("the Telegram bot needs the job queue (Redis)")
         await self.app.initialize()
         await self.app.bot.set_my_commands(COMMANDS)
-        self.watcher = JobWatcher(
-            self.service, self.service.queue, self.frontend, **self.watcher_options
-        )
+        self.watcher = JobWatcher(self.service, self.frontend, **self.watcher_options)
         self.handlers.watcher = self.watcher
         await self.app.start()
         self.resumed = await self.watcher.resume()

@@ -10,6 +10,9 @@
 * Uploads show the ``upload_video`` chat action, reply to the user's prompt and carry
   duration, size and ``supports_streaming``; a video over the Bot API's 50 MB limit is
   re-encoded to fit first (:func:`gpu_worker.mux.fit_mp4`).
+* Network errors, timeouts, 5xx and 429 are retryable :class:`DeliveryError` (the watcher
+  retries until its deadline); the Bot API can't search a chat, so whether an earlier upload
+  arrived is unknown (:meth:`TelegramFrontend.find_delivered` says None: upload again).
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from telegram.constants import ChatAction, FileSizeLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.delivery import DeliveryError, Job, Progress, VideoResult
 from gpu_worker.mux import MuxError, fit_mp4
-from storage import Job
 
 log = logging.getLogger(__name__)
 
@@ -335,15 +337,20 @@ class TelegramFrontend:
             raise DeliveryError("the bot can no longer post in this chat") from None
         except BadRequest as exc:
             raise DeliveryError(f"Telegram refused the video ({exc.message})") from None
-        except NetworkError as exc:
-            raise DeliveryError(f"the upload to Telegram failed ({exc.message})",
-                                retryable=True) from None
+        except NetworkError as exc:  # also timeouts and 5xx; 413 (too large) is no network error
+            too_large = "too large" in exc.message.lower()
+            raise DeliveryError(f"the upload to Telegram failed ({exc.message[:200]})",
+                                retryable=not too_large) from None
         finally:
             action.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await action
         if target.status_message_id is not None:
             self.set_status(target.chat_id, target.status_message_id, DONE_TEXT, final=True)
+
+    async def find_delivered(self, job: Job) -> bool | None:
+        """The Bot API can't search a chat's history: unknown (the watcher uploads again)."""
+        return None
 
     async def report_failure(self, job: Job, message: str) -> None:
         target = Target.of(job)

@@ -1,8 +1,9 @@
 """A small fake Discord on 127.0.0.1: REST + websocket gateway, for driving real discord.py.
 
 It speaks just enough of the API for talkies' Discord frontend: login, command sync,
-interaction callbacks, webhook edits/follow-ups (JSON and multipart uploads), channel and DM
-messages, and a gateway with HELLO, IDENTIFY/READY, RESUME/RESUMED, heartbeats and dispatch
+interaction callbacks, webhook edits/follow-ups (JSON and multipart uploads) and reads of the
+original response, channel and DM messages (posted and read back, attachments included), and
+a gateway with HELLO, IDENTIFY/READY, RESUME/RESUMED, heartbeats and dispatch
 of INTERACTION_CREATE and GUILD_CREATE (sharded too). Every REST call is recorded; tests can
 queue failures (e.g. a 429) and expire interaction tokens. Facts it relies on are in
 shared/notes/platforms.md. At the end: helpers to run the real bot against it.
@@ -516,6 +517,8 @@ class FakeDiscord:
         if match := re.fullmatch(r"/channels/(\d+)/messages", r.path):
             if m == "POST":
                 return self._channel_message(match.group(1), r)
+            if m == "GET":
+                return self._channel_history(match.group(1), r)
         if m == "POST" and r.path == "/users/@me/channels":
             recipient = str((r.body or {}).get("recipient_id"))
             return json_response({"id": f"9{recipient}", "type": 1, "last_message_id": None,
@@ -633,6 +636,14 @@ class FakeDiscord:
                                 flags=int(body.get("flags") or 0), interaction=record)
         record.followups.append(message)
         return json_response(message)
+
+    def _channel_history(self, channel_id: str, r: Recorded) -> web.Response:
+        """GET a channel's messages: newest first, ``limit`` (max 100) and ``before``."""
+        messages = list(reversed(self.channel_messages.get(channel_id, [])))
+        if r.query.get("before"):
+            messages = [msg for msg in messages if int(msg["id"]) < int(r.query["before"])]
+        limit = min(int(r.query.get("limit") or 50), 100)
+        return json_response(messages[:limit])
 
     def _channel_message(self, channel_id: str, r: Recorded) -> web.Response:
         if error := self._too_large(r.files, self.channel_upload_limit):

@@ -364,7 +364,7 @@ async def test_a_redis_restart_loses_no_job(
     try:
         with pytest.raises(UserFacingError) as down:
             await request(service, CAROL)
-        assert down.value.code == "queue_down" and "not charged" in down.value.message
+        assert down.value.code == "queue_down" and "not charged" in down.value.user_message
         assert await balance(service, CAROL) == (200, 0)
         await asyncio.sleep(2)
     finally:
@@ -527,7 +527,7 @@ async def test_the_per_user_limit_refuses_clearly_without_charging(
     with pytest.raises(UserFacingError) as refused:
         await request(service, ALICE)
     assert refused.value.code == "too_many_jobs"
-    assert refused.value.message == (
+    assert refused.value.user_message == (
         "You already have 2 videos in progress (the limit is 2). Wait for one to finish, "
         "then try again; you were not charged."
     )
