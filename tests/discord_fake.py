@@ -83,6 +83,18 @@ class PlannedFailure:
 
 
 @dataclass
+class PlannedHold:
+    """Matching requests wait, unanswered, until ``release`` is set (see ``hold_next``)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    apply: bool
+    times: int
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: list[Recorded] = field(default_factory=list)
+
+
+@dataclass
 class InteractionRecord:
     """An interaction the fake dispatched and the state of its original response."""
 
@@ -138,6 +150,7 @@ class FakeDiscord:
         self.heartbeats = 0
         self.channel_upload_limit = DEFAULT_UPLOAD_LIMIT
         self._failures: list[PlannedFailure] = []
+        self._holds: list[PlannedHold] = []
         self._sessions: dict[str, _Session] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -159,6 +172,8 @@ class FakeDiscord:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        for hold in self._holds:
+            hold.release.set()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -198,6 +213,18 @@ class FakeDiscord:
             method, re.compile(path_pattern), status, body or {"message": "error", "code": 0},
             headers or {}, times, skip,
         ))
+
+    def hold_next(
+        self, method: str, path_pattern: str, *, apply: bool, times: int = 1
+    ) -> PlannedHold:
+        """Leave the next ``times`` matching requests unanswered until ``release`` is set.
+
+        ``apply``: the request takes effect first (an upload that arrived, whose answer the
+        client never gets); otherwise it never takes effect (lost on the way).
+        """
+        hold = PlannedHold(method, re.compile(path_pattern), apply, times)
+        self._holds.append(hold)
+        return hold
 
     def rate_limit_next(
         self, method: str, path_pattern: str, retry_after: float, times: int = 1, skip: int = 0
@@ -457,13 +484,28 @@ class FakeDiscord:
         body, files = await self._read_body(request)
         record = Recorded(request.method, path, dict(request.query), body, files, time.monotonic())
         self.requests.append(record)
+        hold = self._hold_for(record)
         try:
-            response = self._planned(record) or await self._route(record)
+            if hold is not None and not hold.apply:
+                response = json_response({"message": "fake: request lost", "code": 0}, 503)
+            else:
+                response = self._planned(record) or await self._route(record)
         except web.HTTPException as exc:  # pragma: no cover - unexpected routes
             response = json_response({"message": exc.reason, "code": 0}, status=exc.status)
+        if hold is not None:
+            hold.held.append(record)
+            await self._notify()
+            await hold.release.wait()
         record.status = response.status
         await self._notify()
         return response
+
+    def _hold_for(self, record: Recorded) -> PlannedHold | None:
+        for hold in self._holds:
+            if hold.times > 0 and hold.method == record.method and hold.pattern.fullmatch(record.path):
+                hold.times -= 1
+                return hold
+        return None
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[Upload]]:
         if request.content_type.startswith("multipart/"):
