@@ -90,6 +90,7 @@ class PlannedHold:
     pattern: re.Pattern[str]
     apply: bool
     times: int
+    uploads_only: bool = False  # only requests that carry files
     release: asyncio.Event = field(default_factory=asyncio.Event)
     held: list[Recorded] = field(default_factory=list)
 
@@ -215,14 +216,16 @@ class FakeDiscord:
         ))
 
     def hold_next(
-        self, method: str, path_pattern: str, *, apply: bool, times: int = 1
+        self, method: str, path_pattern: str, *, apply: bool, times: int = 1,
+        uploads_only: bool = False,
     ) -> PlannedHold:
         """Leave the next ``times`` matching requests unanswered until ``release`` is set.
 
         ``apply``: the request takes effect first (an upload that arrived, whose answer the
         client never gets); otherwise it never takes effect (lost on the way).
+        ``uploads_only``: only requests carrying files match.
         """
-        hold = PlannedHold(method, re.compile(path_pattern), apply, times)
+        hold = PlannedHold(method, re.compile(path_pattern), apply, times, uploads_only)
         self._holds.append(hold)
         return hold
 
@@ -502,7 +505,9 @@ class FakeDiscord:
 
     def _hold_for(self, record: Recorded) -> PlannedHold | None:
         for hold in self._holds:
-            if hold.times > 0 and hold.method == record.method and hold.pattern.fullmatch(record.path):
+            if (hold.times > 0 and hold.method == record.method
+                    and hold.pattern.fullmatch(record.path)
+                    and (record.files or not hold.uploads_only)):
                 hold.times -= 1
                 return hold
         return None
