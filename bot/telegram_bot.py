@@ -378,7 +378,10 @@ def build_application(
             base_file_url or base_url.replace("/bot", "/file/bot")
         )
     app = builder.build()
-    frontend = TelegramFrontend(app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s)
+    frontend = TelegramFrontend(
+        app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s,
+        upload_timeout_s=settings.delivery_request_timeout_s,
+    )
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
