@@ -23,7 +23,7 @@ from typing import Any
 import av
 
 from bot.delivery import Progress, VideoResult
-from gpu_worker.protocol import deserialize, failure_text
+from gpu_worker.protocol import UserError, deserialize, failure_text
 from gpu_worker.queue import JobQueue
 
 ENVELOPE_SLACK_BYTES = 64 * 1024  # arq's keys and our metadata around the MP4
@@ -39,12 +39,14 @@ BAD_SHAPE = "The finished video failed its checks (its length or size is wrong),
 BAD_PROGRESS = "The GPU worker sent a progress report that could not be read, so the job was stopped."
 
 
-class BadRecord(Exception):
-    """A result or progress record that fails its checks; ``user_message`` says so plainly."""
+class BadRecord(UserError):
+    """A result or progress record that fails its checks; ``user_message`` says so plainly,
+    ``reason`` says what exactly (for the log)."""
+
+    code = "bad_record"
 
     def __init__(self, user_message: str, reason: str) -> None:
-        super().__init__(reason)
-        self.user_message = user_message
+        super().__init__(user_message)
         self.reason = reason
 
 

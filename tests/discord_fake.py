@@ -80,6 +80,7 @@ class PlannedFailure:
     headers: dict[str, str]
     times: int
     skip: int = 0
+    uploads_only: bool = False  # only requests that carry files
 
 
 @dataclass
@@ -208,11 +209,13 @@ class FakeDiscord:
     def fail_next(
         self, method: str, path_pattern: str, status: int, body: dict[str, Any] | None = None,
         *, headers: dict[str, str] | None = None, times: int = 1, skip: int = 0,
+        uploads_only: bool = False,
     ) -> None:
-        """Answer ``times`` matching requests with an error, after letting ``skip`` through."""
+        """Answer ``times`` matching requests with an error, after letting ``skip`` through
+        (``uploads_only``: only requests that carry files match)."""
         self._failures.append(PlannedFailure(
             method, re.compile(path_pattern), status, body or {"message": "error", "code": 0},
-            headers or {}, times, skip,
+            headers or {}, times, skip, uploads_only,
         ))
 
     def hold_next(
@@ -528,7 +531,9 @@ class FakeDiscord:
 
     def _planned(self, record: Recorded) -> web.Response | None:
         for failure in self._failures:
-            if failure.times > 0 and failure.method == record.method and failure.pattern.fullmatch(record.path):
+            if (failure.times > 0 and failure.method == record.method
+                    and failure.pattern.fullmatch(record.path)
+                    and (record.files or not failure.uploads_only)):
                 if failure.skip > 0:
                     failure.skip -= 1
                     continue

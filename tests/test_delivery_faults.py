@@ -6,11 +6,14 @@ Redis could: the job leaves the queue and a "result" appears, or a "progress" re
 must end refunded with a clear message: nothing delivered, nothing charged, nothing decoded
 that is over the size cap, nothing unpickled, and no worker-supplied text shown verbatim.
 A well-formed crafted result with a real MP4 is delivered, so the checks are not simply
-refusing everything.
+refusing everything; on Discord, that same result meets a 5xx on every upload until the
+delivery deadline. (The same with a real worker's clip on Telegram is in
+``test_delivery_restart.py``.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import pickle
@@ -34,7 +37,7 @@ from bot.watcher import GAVE_UP
 from config import Settings
 from gpu_worker.protocol import GENERIC_FAILURE, QUEUE_NAME, progress_key, serialize
 from storage import Database, Job, JobStatus
-from tests.discord_fake import make_mp4
+from tests.discord_fake import FakeDiscord, make_mp4, opt, running_bot
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
 from tests.test_telegram_bot import TOKEN, telegram_settings
 
@@ -245,3 +248,43 @@ async def test_a_well_formed_result_passes_the_checks_and_is_delivered_once(
     assert (video.params["width"], video.params["height"]) == (160, 120)  # as probed
     assert await ledger_kinds(service, job.id) == ["reserve", "commit"]
     assert await available(service) == 180
+
+
+# -- Discord: a 5xx on every upload until the deadline -----------------------------------------------
+async def test_discord_5xx_on_every_upload_until_the_deadline_is_refunded(
+    settings: Settings, db: Database, queue: ArqRedis, mp4: bytes
+) -> None:
+    service = Service(settings.model_copy(update={"delivery_deadline_s": 3.0}), db, queue)
+    fake = FakeDiscord(heartbeat_interval_ms=500)
+    await fake.start()
+    fake.install()
+    try:
+        upload = r"/webhooks/\d+/[^/]+/messages/@original"
+        fake.fail_next("PATCH", upload, 500, {"message": "Internal Server Error", "code": 0},
+                       times=1000, uploads_only=True)
+        async with running_bot(fake, settings, service, watcher_options={"poll_interval_s": 0.1}):
+            record = await fake.slash("video", [opt("prompt", PROMPT), opt("seconds", 1, 4)])
+            job = await job_of(service, record.token)
+            await plant_result(queue, job.id, envelope(job.id, claims(mp4)))
+            await fake.wait_for(lambda: record.followups, timeout=30)
+        attempts = [r for r in fake.find("PATCH", upload) if r.files]
+        assert len(attempts) >= 2 and all(r.status == 500 for r in attempts)
+        assert len({r.files[0].data for r in attempts}) == 1  # the same MP4, kept between tries
+        [notice] = record.followups
+        assert "could not be delivered" in notice["content"] and "not charged" in notice["content"]
+        assert await ledger_kinds(service, job.id) == ["reserve", "refund"]
+        user_id = await service.credits.user_id("discord", "1001")
+        assert user_id is not None and (await service.credits.balance(user_id)).available == 200
+    finally:
+        fake.uninstall()
+        await fake.close()
+
+
+async def job_of(service: Service, token: str) -> Job:
+    """The job a /video interaction created (recorded right after the deferral)."""
+    for _ in range(200):
+        jobs = [j for j in await service.jobs.unfinished() if j.delivery.get("token") == token]
+        if jobs:
+            return jobs[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the /video job was never recorded")
