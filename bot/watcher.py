@@ -409,7 +409,10 @@ class JobWatcher:
             return  # delivered after all, already settled, or another watcher's to settle
         try:
             ending = "" if message.endswith((".", "!", "?")) else "."
-            await self.frontend.report_failure(job, f"{message}{ending} You were not charged.")
+            await asyncio.wait_for(
+                self.frontend.report_failure(job, f"{message}{ending} You were not charged."),
+                self.request_timeout_s,
+            )
         except Exception:
             log.exception("job %s: reporting the failure failed", job.id)
         await self._cleanup(job.id)
