@@ -66,8 +66,10 @@ class Failed:
 async def read_result(queue: JobQueue, job_id: str, limits: Limits) -> VideoResult | Failed | None:
     """The checked result of a finished job; None when Redis holds none (expired, deleted)."""
     size = await queue.result_size(job_id)
-    if size == 0:
+    if size is None:
         return None
+    if size == 0:
+        raise BadRecord(UNREADABLE, "result is empty")
     if size > limits.max_result_bytes + ENVELOPE_SLACK_BYTES:
         raise BadRecord(TOO_LARGE, f"result of {size} bytes is over the cap")
     blob = await queue.result_blob(job_id)

@@ -50,6 +50,8 @@ LOST = "The job queue lost your video (the queue was reset)."
 GAVE_UP = "I kept failing to follow your video, so it was stopped."
 EXPIRED = "Your video was made but expired before it could be delivered."
 NOT_DELIVERED = "Your video was made but could not be delivered"
+HUNG = "Your video took far longer than it can, so I stopped waiting for it."
+HUNG_MARGIN_S = 120.0
 QUEUED_TOO_LONG = (
     "No GPU worker picked up your video in time, so it was cancelled. "
     "You were not charged; please try again later."
@@ -268,14 +270,26 @@ class JobWatcher:
                 return None
             position = await self.queue.position(job.id)
             return Progress(job.id, "queued", queue_position=position)
+        if self._age_s(job) > self._longest_life_s():
+            # arq's in-progress key outlived every timeout and retry (e.g. written by hand):
+            # whatever holds it, this job will not end by itself.
+            await self._fail(job, HUNG)
+            return None
         if job.status is JobStatus.QUEUED:
             await self.service.jobs.mark(job.id, JobStatus.RUNNING)
         return parse_progress(job.id, await self.queue.progress(job.id))
 
-    def _queued_too_long(self, job: Job) -> bool:
+    def _age_s(self, job: Job) -> float:
         created = datetime.fromisoformat(job.created_at)
-        waited = (self.service.db.clock() - created).total_seconds()
-        return waited > self.service.settings.max_queue_wait_s
+        return (self.service.db.clock() - created).total_seconds()
+
+    def _queued_too_long(self, job: Job) -> bool:
+        return self._age_s(job) > self.service.settings.max_queue_wait_s
+
+    def _longest_life_s(self) -> float:
+        """The longest a job can take: the queue wait, then every try up to its timeout."""
+        s = self.service.settings
+        return s.max_queue_wait_s + s.worker_max_tries * (s.job_timeout_s + 10) + HUNG_MARGIN_S
 
     async def _show(self, job: Job, progress: Progress) -> None:
         try:

@@ -58,9 +58,13 @@ class JobQueue:
         job = ArqJob(job_id, self.redis, _queue_name=QUEUE_NAME, _deserializer=deserialize)
         return await job.status()
 
-    async def result_size(self, job_id: str) -> int:
-        """Bytes of the stored result (0 when there is none), read without fetching it."""
-        return int(await self.redis.strlen(result_key_prefix + job_id))
+    async def result_size(self, job_id: str) -> int | None:
+        """Bytes of the stored result (None when there is none), read without fetching it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(result_key_prefix + job_id)
+            pipe.strlen(result_key_prefix + job_id)
+            exists, size = await pipe.execute()
+        return int(size) if exists else None
 
     async def result_blob(self, job_id: str) -> bytes | None:
         """The stored result as raw bytes (arq's envelope in our codec), undecoded."""

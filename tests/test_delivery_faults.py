@@ -33,10 +33,11 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from bot import results
 from bot.service import Service
 from bot.telegram_bot import TelegramBot
-from bot.watcher import GAVE_UP
+from bot.watcher import GAVE_UP, HUNG
 from config import Settings
 from gpu_worker.protocol import GENERIC_FAILURE, QUEUE_NAME, progress_key, serialize
 from storage import Database, Job, JobStatus
+from tests.conftest import Clock
 from tests.discord_fake import FakeDiscord, make_mp4, opt, running_bot
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
 from tests.test_telegram_bot import TOKEN, telegram_settings
@@ -164,6 +165,7 @@ async def assert_refunded(
 CASES: dict[str, tuple[Callable[[str, bytes, Path], bytes], str]] = {
     "a msgpack list": (lambda job_id, mp4, tmp: msgpack.packb([1, "r", mp4]), results.UNREADABLE),
     "random bytes": (lambda job_id, mp4, tmp: random.Random(12).randbytes(4096), results.UNREADABLE),
+    "an empty result": (lambda job_id, mp4, tmp: b"", results.UNREADABLE),
     "a pickle blob": (
         lambda job_id, mp4, tmp: pickle.dumps({"t": 1, "f": "generate_video", "s": True,
                                                "r": Unpickled(tmp / "unpickled")}),
@@ -225,6 +227,18 @@ async def test_a_progress_percent_that_is_not_a_number_is_refunded(
     await take_from_queue(queue, job.id)
     await queue.hset(progress_key(job.id), mapping={"stage": "video", "percent": "lots"})
     await assert_refunded(api, service, job, status, results.BAD_PROGRESS)
+
+
+async def test_a_job_held_in_progress_past_every_timeout_is_refunded(
+    bot: TelegramBot, api: FakeBotAPI, service: Service, queue: ArqRedis, clock: Clock
+) -> None:
+    job, status = await ask_for_video(api, service)
+    await queue.set(in_progress_key_prefix + job.id, b"1")  # no expiry: no worker ends it
+    await take_from_queue(queue, job.id)
+    await api.wait_for(lambda: status.text.startswith("Generating"))
+    s = service.settings
+    clock.advance(seconds=s.max_queue_wait_s + s.worker_max_tries * (s.job_timeout_s + 10) + 121)
+    await assert_refunded(api, service, job, status, HUNG)
 
 
 async def test_a_result_key_of_the_wrong_type_is_refunded_after_repeated_failures(
