@@ -67,9 +67,9 @@ def discord() -> None:
     if problem := settings.frontend_problem("discord"):
         typer.echo(problem, err=True)
         raise typer.Exit(0)
-    from bot.discord_bot import run
+    from bot.app import run_discord
 
-    run(settings)
+    run_discord(settings)
 
 
 @app.command()
@@ -79,9 +79,9 @@ def telegram() -> None:
     if problem := settings.frontend_problem("telegram"):
         typer.echo(problem, err=True)
         raise typer.Exit(0)
-    from bot.telegram_bot import run
+    from bot.app import run_telegram
 
-    run(settings)
+    run_telegram(settings)
 
 
 def _redis_reachable(url: str) -> bool:

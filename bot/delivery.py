@@ -2,6 +2,7 @@
 
 Each frontend (Discord, Telegram) implements :class:`Frontend`; the watcher
 (:mod:`bot.watcher`) calls it, and commits or refunds credits from what it returns.
+Frontends take :class:`Job` from here (they never import ``storage``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from config.settings import Platform
+from gpu_worker.protocol import UserError
 from storage import Job
+
+__all__ = ["DeliveryError", "Frontend", "Job", "JobState", "Progress", "VideoResult"]
 
 JobState = Literal["queued", "running", "delivering"]
 
@@ -59,11 +63,22 @@ class VideoResult:
 
     @property
     def filename(self) -> str:
-        return f"talkies-{self.job_id[:8]}.mp4"
+        return video_filename(self.job_id)
 
 
-class DeliveryError(Exception):
-    """The platform refused or lost the upload; the user will be refunded."""
+def video_filename(job_id: str) -> str:
+    """The uploaded file's name: how a frontend recognises its own upload later."""
+    return f"talkies-{job_id[:8]}.mp4"
+
+
+class DeliveryError(UserError):
+    """The platform refused or lost the upload.
+
+    ``retryable`` (network errors, timeouts, 5xx, 429): the watcher tries again, with backoff,
+    until the delivery deadline; otherwise the user is refunded at once.
+    """
+
+    code = "delivery"
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
@@ -82,6 +97,14 @@ class Frontend(Protocol):
         """Upload the MP4 where ``job.delivery`` says; return only once it is confirmed.
 
         Raise :class:`DeliveryError` when it could not be delivered.
+        """
+
+    async def find_delivered(self, job: Job) -> bool | None:
+        """Ask the platform whether an earlier upload of this video arrived.
+
+        True: it is there (commit without uploading); False: it is not (upload); None: the
+        platform can't tell (upload again: a duplicate beats a charge for nothing).
+        Raise :class:`DeliveryError` (retryable) when the platform could not be asked.
         """
 
     async def report_failure(self, job: Job, message: str) -> None:

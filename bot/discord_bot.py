@@ -4,16 +4,14 @@
 the command tree (:mod:`bot.discord_commands`), the delivery side
 (:mod:`bot.discord_frontend`) and the job watcher. At start it syncs the commands (globally,
 or to ``TALKIES_DISCORD_TEST_GUILD_ID``) and re-attaches to unfinished jobs, which are
-delivered over REST and so survive gateway reconnects and restarts. :func:`run` is what
-``talkies discord`` calls.
+delivered over REST and so survive gateway reconnects and restarts. :func:`bot.app.run_discord` is what
+``talkies discord`` calls (through :mod:`bot.app`, the process's composition root).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from typing import Any
 
@@ -91,9 +89,7 @@ class DiscordBot:
         self.frontend = DiscordFrontend(client, clock=clock, edit_interval_s=edit_interval_s)
         self.watcher: JobWatcher | None = None
         if service.queue is not None:
-            self.watcher = JobWatcher(
-                service, service.queue, self.frontend, **(watcher_options or {})  # type: ignore[arg-type]
-            )
+            self.watcher = JobWatcher(service, self.frontend, **(watcher_options or {}))
         self.synced: list[app_commands.AppCommand] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -146,34 +142,3 @@ def build_bot(settings: Settings, service: Service, **options: Any) -> DiscordBo
     sync_commands, watcher_options, and discord.py client options such as
     ``guild_ready_timeout``)."""
     return DiscordBot(settings, service, **options)
-
-
-async def serve(settings: Settings) -> None:
-    """Open the database and queue, then run the bot until it is closed or cancelled."""
-    from gpu_worker.protocol import create_queue_pool
-    from storage import Database
-
-    async with Database(settings.database_path) as db:
-        queue = await create_queue_pool(settings.redis_url)
-        try:
-            bot = build_bot(settings, Service(settings, db, queue))
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(NotImplementedError):  # SIGTERM: close cleanly
-                loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(bot.close()))
-            async with bot.client:
-                await bot.start()
-        finally:
-            await queue.aclose()
-
-
-def run(settings: Settings) -> None:
-    """Entry point of ``talkies discord``."""
-    problem = settings.frontend_problem("discord")
-    if problem:
-        print(problem)
-        return
-    discord.utils.setup_logging(level=logging.INFO)
-    try:
-        asyncio.run(serve(settings))
-    except KeyboardInterrupt:
-        pass

@@ -252,7 +252,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = getattr(error, "original", error)
         if isinstance(cause, UserFacingError):
-            text = cause.message
+            text = cause.user_message
         elif isinstance(error, (app_commands.CheckFailure, app_commands.TransformerError)):
             text = str(error)
         else:

@@ -4,13 +4,17 @@ Implements :class:`bot.delivery.Frontend` for the job watcher. Everything it nee
 the user later lives in ``job.delivery`` (see :func:`delivery_info`), so a restarted bot
 finishes jobs started by the previous process:
 
-* progress edits the interaction's original message, coalesced to at most one edit per
-  ``edit_interval_s`` (a 429 is waited out by discord.py, newer text simply replaces older);
+* progress edits the interaction's original message through the shared
+  :class:`bot.status_editor.StatusEditor`: at most one edit per ``edit_interval_s``, newest
+  text wins (a 429 is waited out by discord.py);
 * the finished MP4 replaces that message's content, re-encoded first if it is over the
   interaction's upload limit, so Discord never rejects it at the end;
 * the interaction token lasts 15 minutes: after that (or if Discord says it is gone) the video
   is posted to the channel, or the user's DMs, with a mention;
-* failures are shown only to the user (ephemeral), or by DM once the token has expired.
+* failures are shown only to the user (ephemeral), or by DM once the token has expired;
+* asked whether an earlier upload arrived (:meth:`DiscordFrontend.find_delivered`), it looks
+  for the file on the original response, then among the bot's recent messages in the
+  channel and the user's DMs.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from typing import Any, cast
 import aiohttp
 import discord
 
-from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.delivery import DeliveryError, Job, Progress, VideoResult, video_filename
+from bot.status_editor import Edited, StatusEditor
 from config.settings import Platform
 from gpu_worker.mux import MuxError, fit_mp4
-from storage import Job
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,10 @@ TOKEN_LIFETIME_S = 15 * 60
 TOKEN_MARGIN_S = 60.0  # stop relying on a token this long before it expires
 EDIT_INTERVAL_S = 1.5
 MESSAGE_LIMIT = 2000
-MAX_ENDED = 10_000
 ORIGINAL = cast(int, "@original")  # Discord's alias for an interaction's first message
 TOKEN_GONE_CODES = {10015, 50027}  # Unknown Webhook, Invalid Webhook Token
 UNKNOWN_MESSAGE = 10008  # e.g. the user deleted the status message
+HISTORY_LOOKBACK = 50  # recent messages searched for an earlier upload
 Clock = Callable[[], float]
 
 
@@ -72,83 +76,6 @@ def status_text(job: Job, progress: Progress) -> str:
 
 def token_gone(exc: discord.HTTPException) -> bool:
     return exc.code in TOKEN_GONE_CODES or exc.status == 401
-
-
-class StatusMessage:
-    """One interaction's original message, edited at most once per interval.
-
-    ``update`` never blocks: the newest text waits for the next slot and replaces any text
-    that was still waiting. ``close`` waits for an edit in flight, so the final edit that
-    follows it always lands last.
-    """
-
-    def __init__(self, webhook: discord.Webhook, interval_s: float) -> None:
-        self.webhook = webhook
-        self.interval_s = interval_s
-        self.sent_text: str | None = None
-        self._wanted: str | None = None
-        self._last_edit = float("-inf")
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._expiry: asyncio.TimerHandle | None = None
-        self._final_note = False
-        self.closed = False
-
-    def expire_after(self, delay_s: float, note: str) -> None:
-        """Shortly before the token dies, add ``note`` to the message and stop editing it."""
-        def expire() -> None:
-            if not self.closed:
-                base = self._wanted or self.sent_text or ""
-                self.update(f"{base}\n{note}".strip())
-                self._final_note = True
-
-        self._expiry = asyncio.get_running_loop().call_later(max(delay_s, 0.0), expire)
-
-    def update(self, text: str) -> None:
-        if self.closed or self._final_note:
-            return
-        self._wanted = clip(text)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush(), name="discord-status-edit")
-
-    async def _flush(self) -> None:
-        while not self.closed and self._wanted not in (None, self.sent_text):
-            await self._wait_for_slot()
-            text = self._wanted
-            if self.closed or text is None or text == self.sent_text:
-                return
-            self.sent_text = text  # also on failure: the next update brings newer text
-            try:
-                await self.edit(content=text)
-            except discord.HTTPException as exc:
-                log.warning("status edit failed (%s %s): %s", exc.status, exc.code, exc.text)
-                if token_gone(exc) or exc.status == 404:
-                    self.closed = True
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("status edit failed: %s", exc)
-
-    async def _wait_for_slot(self) -> None:
-        delay = self._last_edit + self.interval_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    async def edit(self, **fields: Any) -> discord.WebhookMessage:
-        """Edit the message now (after the rate slot), serialised with the progress edits."""
-        async with self._lock:
-            await self._wait_for_slot()
-            try:
-                return await self.webhook.edit_message(ORIGINAL, **fields)
-            finally:
-                self._last_edit = time.monotonic()
-
-    async def close(self) -> None:
-        """Stop progress edits; returns once none is in flight."""
-        self.closed = True
-        if self._expiry is not None:
-            self._expiry.cancel()
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass
@@ -196,14 +123,16 @@ class DiscordFrontend:
         self.edit_interval_s = edit_interval_s
         self.token_lifetime_s = token_lifetime_s
         self.token_margin_s = token_margin_s
-        self._status: dict[str, StatusMessage] = {}
-        self._ended: dict[str, None] = {}  # delivered/failed/cancelled (bounded, oldest first)
+        self.editor: StatusEditor[str] = StatusEditor(self._edit_status, interval_s=edit_interval_s)
+        self._webhooks: dict[str, discord.Webhook] = {}  # job id -> its interaction's webhook
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
 
     async def close(self) -> None:
-        """Stop all status edits (waits for those in flight)."""
-        statuses = list(self._status.values())
-        self._status.clear()
-        await asyncio.gather(*(status.close() for status in statuses), return_exceptions=True)
+        """Stop all status edits (a last text in flight gets a moment)."""
+        for handle in self._expiry.values():
+            handle.cancel()
+        self._expiry.clear()
+        await self.editor.close()
 
     # -- helpers -----------------------------------------------------------------------------
     def _token_deadline(self, job: Job) -> float:
@@ -222,43 +151,67 @@ class DiscordFrontend:
             state=self.client._connection,
         )
 
-    def status(self, job: Job) -> StatusMessage:
-        status = self._status.get(job.id)
-        if status is None:
-            target = _Target.of(job)
-            status = StatusMessage(self._webhook(target), self.edit_interval_s)
-            where = "in this channel and mention you" if target.guild_id else "here"
-            status.expire_after(
-                self._token_deadline(job) - self.clock(),
-                f"_This message can't be updated after 15 minutes: I'll post the video {where} "
-                "when it's ready._",
-            )
-            self._status[job.id] = status
-        return status
+    def _track(self, job: Job) -> None:
+        """On a job's first status edit: its webhook, and the note shortly before the token
+        expires (after which the message can't be edited and the video goes elsewhere)."""
+        if job.id in self._webhooks:
+            return
+        target = _Target.of(job)
+        self._webhooks[job.id] = self._webhook(target)
+        where = "in this channel and mention you" if target.guild_id else "here"
+        note = (f"_This message can't be updated after 15 minutes: I'll post the video {where} "
+                "when it's ready._")
+        delay = max(self._token_deadline(job) - self.clock(), 0.0)
+        self._expiry[job.id] = asyncio.get_running_loop().call_later(delay, self._expire, job.id, note)
 
-    async def _close_status(self, job: Job) -> StatusMessage:
-        self._ended[job.id] = None
-        while len(self._ended) > MAX_ENDED:
-            del self._ended[next(iter(self._ended))]
-        status = self.status(job)
-        await status.close()
-        self._status.pop(job.id, None)
-        return status
+    def _expire(self, job_id: str, note: str) -> None:
+        self._expiry.pop(job_id, None)
+        if not self.editor.settled(job_id):
+            base = self.editor.current(job_id) or ""
+            self.editor.update(job_id, clip(f"{base}\n{note}".strip()), final=True)
+
+    async def _edit_status(self, job_id: str, text: str) -> Edited:
+        webhook = self._webhooks.get(job_id)
+        if webhook is None:
+            return Edited.GONE
+        try:
+            await webhook.edit_message(ORIGINAL, content=text)
+        except discord.HTTPException as exc:
+            log.warning("status edit failed (%s %s): %s", exc.status, exc.code, exc.text)
+            return Edited.GONE if token_gone(exc) or exc.status == 404 else Edited.SKIPPED
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("status edit failed: %s", exc)
+            return Edited.SKIPPED
+        return Edited.OK
+
+    async def _end_status(self, job: Job) -> discord.Webhook:
+        """No more progress edits for ``job``; returns its webhook once one last edit (the
+        video, or a cancel note) may go without breaking the pace."""
+        handle = self._expiry.pop(job.id, None)
+        if handle is not None:
+            handle.cancel()
+        next_edit_at = await self.editor.stop(job.id)
+        webhook = self._webhooks.pop(job.id, None) or self._webhook(_Target.of(job))
+        delay = next_edit_at - self.editor.clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return webhook
 
     # -- Frontend ----------------------------------------------------------------------------
     async def show_progress(self, job: Job, progress: Progress) -> None:
-        if job.id in self._ended or not self.token_usable(job):
+        if self.editor.settled(job.id) or not self.token_usable(job):
             return  # over, or the message can no longer be edited (the result goes elsewhere)
-        self.status(job).update(status_text(job, progress))
+        self._track(job)
+        self.editor.update(job.id, status_text(job, progress))
 
     async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
         target = _Target.of(job)
         data = await self._fit(video, target.upload_limit)
-        status = await self._close_status(job)
+        webhook = await self._end_status(job)
         if self.token_usable(job):
             try:
-                await status.edit(
-                    content=clip(caption),
+                await webhook.edit_message(
+                    ORIGINAL, content=clip(caption),
                     attachments=[discord.File(io.BytesIO(data), filename=video.filename)],
                 )
                 return
@@ -274,13 +227,56 @@ class DiscordFrontend:
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
 
+    async def find_delivered(self, job: Job) -> bool | None:
+        """Whether an upload of this job's video is on Discord (see the module docstring).
+
+        None when a place could not be searched (no permission to read it): can't tell.
+        """
+        target = _Target.of(job)
+        name = video_filename(job.id)
+        if self.token_usable(job):
+            try:
+                message = await self._webhook(target).fetch_message(ORIGINAL)
+                if _carries(message, name):
+                    return True
+            except discord.NotFound:
+                pass  # the status message is gone (or the token): look elsewhere
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise _delivery_error(exc) from exc
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"could not reach Discord ({exc})", retryable=True) from exc
+        unsure = False
+        places: list[int | None] = [None]  # None: the user's DMs
+        if target.guild_id is not None and target.channel_id is not None:
+            places.insert(0, target.channel_id)
+        for channel_id in places:
+            try:
+                if channel_id is None:
+                    where: discord.abc.Messageable = await self.client.create_dm(
+                        discord.Object(target.user_id))
+                else:
+                    where = self.client.get_partial_messageable(channel_id, guild_id=target.guild_id)
+                async for message in where.history(limit=HISTORY_LOOKBACK):
+                    mine = self.client.user is not None and message.author.id == self.client.user.id
+                    if mine and _carries(message, name):
+                        return True
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise _delivery_error(exc) from exc
+                log.info("job %s: can't search %s for the upload (%s)", job.id,
+                         channel_id or "the DMs", exc.status)
+                unsure = True
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"could not reach Discord ({exc})", retryable=True) from exc
+        return None if unsure else False
+
     async def report_failure(self, job: Job, message: str) -> None:
         target = _Target.of(job)
         text = clip(f"\u26a0\ufe0f Your video \u201c{clip(job.prompt, 200)}\u201d failed. {message}"
                     + ("" if "try again" in message.lower() else " You can try again with /video."))
-        await self._close_status(job)
+        webhook = await self._end_status(job)
         if self.token_usable(job):
-            webhook = self._webhook(target)
             try:
                 await self._delete_original(webhook)
                 await webhook.send(text, ephemeral=True, wait=True)
@@ -292,11 +288,11 @@ class DiscordFrontend:
 
     async def show_cancelled(self, job: Job, text: str) -> None:
         """The user cancelled the job: say so in its status message (if still editable)."""
-        status = await self._close_status(job)
+        webhook = await self._end_status(job)
         if not self.token_usable(job):
             return
         try:
-            await status.edit(content=clip(text))
+            await webhook.edit_message(ORIGINAL, content=clip(text))
         except discord.HTTPException as exc:
             log.info("job %s: could not mark the message cancelled: %s", job.id, exc)
 
@@ -369,10 +365,14 @@ class DiscordFrontend:
         raise DeliveryError(f"could not reach you on Discord ({last})", retryable=True)
 
 
+def _carries(message: discord.Message | discord.WebhookMessage, filename: str) -> bool:
+    return any(attachment.filename == filename for attachment in message.attachments)
+
+
 def _delivery_error(exc: discord.HTTPException) -> DeliveryError:
     if exc.status == 413 or exc.code == 40005:
         return DeliveryError("Discord refused the file as too large")
     if exc.status == 403:
         return DeliveryError("I'm not allowed to post in that channel or DM you")
-    return DeliveryError(f"Discord answered {exc.status}: {exc.text or 'error'}",
-                         retryable=exc.status >= 500)
+    return DeliveryError(f"Discord answered {exc.status}: {(exc.text or 'error')[:200]}",
+                         retryable=exc.status >= 500 or exc.status == 429)

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from arq import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from config.settings import Platform, Settings
-from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME
+from gpu_worker.protocol import UserError
+from gpu_worker.queue import JobQueue
 from storage import (
     CreditLedger,
     Database,
@@ -45,13 +45,11 @@ ErrorCode = Literal[
 ]
 
 
-class UserFacingError(Exception):
+class UserFacingError(UserError):
     """A refusal with a message meant for the user; nothing was changed or charged."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -172,10 +170,10 @@ def next_utc_midnight(now: datetime) -> datetime:
 class Service:
     """Business rules over storage and the job queue; one instance per bot process."""
 
-    def __init__(self, settings: Settings, db: Database, queue: ArqRedis | None) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: ArqRedis | None) -> None:
         self.settings = settings
         self.db = db
-        self.queue = queue
+        self.queue = JobQueue(redis) if redis is not None else None
         self.credits = CreditLedger(
             db, signup_grant=settings.signup_grant, daily_grant=settings.daily_grant
         )
@@ -260,9 +258,7 @@ class Service:
                 "You were not charged.",
             )
         try:
-            await self.queue.enqueue_job(
-                GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME
-            )
+            await self.queue.enqueue(job_id, payload)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
@@ -270,10 +266,9 @@ class Service:
                 "queued and you were not charged. Please try again in a minute.",
             ) from None
         try:  # the job is queued now: a failure here must not refund (and lose) it
-            rank = await self.queue.zrank(QUEUE_NAME, job_id)
+            return await self.queue.position(job_id)
         except (RedisError, OSError):
             return None
-        return None if rank is None else int(rank) + 1
 
     def _no_credits_message(self, exc: InsufficientCredits) -> str:
         reset = next_utc_midnight(self.db.clock())
@@ -421,36 +416,21 @@ class Service:
 
         False when a worker already started it (it then runs to its normal end).
         """
-        if not await self._dequeue(job_id):
+        if self.queue is not None and not await self.queue.withdraw(job_id):
             return False
         await self.jobs.fail(job_id, reason, status=JobStatus.CANCELLED)
         return True
-
-    async def _dequeue(self, job_id: str) -> bool:
-        if self.queue is None:
-            return True
-        async with self.queue.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(in_progress_key_prefix + job_id)
-                if await pipe.exists(in_progress_key_prefix + job_id):
-                    return False
-                pipe.multi()
-                pipe.zrem(QUEUE_NAME, job_id)
-                pipe.delete(job_key_prefix + job_id)
-                removed, _ = await pipe.execute()
-            except WatchError:
-                return False
-        return bool(removed)
 
     def caption(self, job: Job, seconds: float, available: int) -> str:
         """The line under a delivered video: prompt, length and credits left."""
         return f"\u201c{job.prompt}\u201d \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
-    async def finish_job(self, job_id: str) -> Settlement:
-        """The video was delivered: commit the reservation (exactly once)."""
-        return Settlement(job_id, await self.jobs.finish(job_id))
+    async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:
+        """The video was delivered: commit the reservation (exactly once; with ``owner``, only
+        while that watcher holds the job's delivery claim)."""
+        return Settlement(job_id, await self.jobs.finish(job_id, owner=owner))
 
-    async def fail_job(self, job_id: str, reason: str) -> Settlement:
+    async def fail_job(self, job_id: str, reason: str, *, owner: str | None = None) -> Settlement:
         """The video will not be delivered: refund the reservation (exactly once)."""
-        return Settlement(job_id, await self.jobs.fail(job_id, reason))
+        return Settlement(job_id, await self.jobs.fail(job_id, reason, owner=owner))

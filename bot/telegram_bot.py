@@ -6,15 +6,14 @@
 * ``/start``, ``/help``, ``/credits``, ``/grant``, ``/pool``, ``/cancel`` render the service's
   answers; a :class:`~bot.service.UserFacingError` becomes a plain reply.
 * :class:`TelegramBot` runs it all (commands menu, job watcher, polling) and stops cleanly;
-  jobs live in SQLite, so a restarted bot resumes them. :func:`run` is ``talkies telegram``.
+  jobs live in SQLite, so a restarted bot resumes them. ``talkies telegram`` runs it through
+  :func:`bot.app.run_telegram`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,10 +70,6 @@ USAGE_GRANT = (
     "or /grant <user id> <amount> <reason>."
 )
 USAGE_POOL = "Usage: /pool to see this group's pool; operators: /pool fund <amount> <reason>."
-
-
-def prompt_tips() -> str:
-    return PROMPT_TIPS
 
 
 def help_text(settings: Settings) -> str:
@@ -154,7 +149,7 @@ class TelegramHandlers:
                 await handler(update, context)
             except UserFacingError as exc:
                 if update.effective_message is not None:
-                    await self.reply(update.effective_message, exc.message)
+                    await self.reply(update.effective_message, exc.user_message)
 
         return run
 
@@ -216,7 +211,7 @@ class TelegramHandlers:
                 actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
             )
         except UserFacingError as exc:
-            await self.frontend.settle_status(message.chat_id, status.message_id, exc.message)
+            await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
         except Exception:
             log.exception("video request failed")
@@ -382,7 +377,10 @@ def build_application(
             base_file_url or base_url.replace("/bot", "/file/bot")
         )
     app = builder.build()
-    frontend = TelegramFrontend(app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s)
+    frontend = TelegramFrontend(
+        app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s,
+        upload_timeout_s=settings.delivery_request_timeout_s,
+    )
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
@@ -448,9 +446,7 @@ class TelegramBot:
             raise RuntimeError("the Telegram bot needs the job queue (Redis)")
         await self.app.initialize()
         await self.app.bot.set_my_commands(COMMANDS)
-        self.watcher = JobWatcher(
-            self.service, self.service.queue, self.frontend, **self.watcher_options
-        )
+        self.watcher = JobWatcher(self.service, self.frontend, **self.watcher_options)
         self.handlers.watcher = self.watcher
         await self.app.start()
         self.resumed = await self.watcher.resume()
@@ -483,50 +479,3 @@ class TelegramBot:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def serve(
-    settings: Settings, *, base_url: str | None = None, stop: asyncio.Event | None = None
-) -> None:
-    """Open the database and queue, run the bot until SIGINT/SIGTERM (or ``stop`` is set)."""
-    from gpu_worker.protocol import create_queue_pool
-    from storage import Database
-
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-    try:
-        async with Database(settings.database_path) as db:
-            queue = await create_queue_pool(settings.redis_url)
-            try:
-                bot = TelegramBot(
-                    settings, Service(settings, db, queue), base_url=base_url,
-                    upload_limit=settings.telegram_upload_limit,
-                )
-                async with bot:
-                    await stop.wait()
-            finally:
-                await queue.aclose()
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-
-
-def run(settings: Settings, *, base_url: str | None = None) -> None:
-    """``talkies telegram``: run until interrupted (a missing token only prints why not).
-
-    ``base_url`` points the bot at another Bot API server (a local one, or a test fake).
-    """
-    if problem := settings.frontend_problem("telegram"):
-        print(problem)
-        return
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(settings, base_url=base_url or settings.telegram_api_url))

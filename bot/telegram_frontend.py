@@ -2,14 +2,16 @@
 
 :class:`TelegramFrontend` implements :class:`bot.delivery.Frontend` for the job watcher.
 
-* Status edits are coalesced per message: at most one ``editMessageText`` per
-  ``edit_interval_s`` (1.5 s); in between only the newest text is kept, so progress never
-  queues up behind Telegram's flood limits and never arrives out of order.
+* Status edits go through the shared :class:`bot.status_editor.StatusEditor`: at most one
+  ``editMessageText`` per message per ``edit_interval_s`` (1.5 s), newest text wins.
 * A 429 ``retry_after`` (``telegram.error.RetryAfter``) blocks that chat for the time asked;
   every later call to the chat (edits, replies, uploads) waits for it.
 * Uploads show the ``upload_video`` chat action, reply to the user's prompt and carry
   duration, size and ``supports_streaming``; a video over the Bot API's 50 MB limit is
   re-encoded to fit first (:func:`gpu_worker.mux.fit_mp4`).
+* Network errors, timeouts, 5xx and 429 are retryable :class:`DeliveryError` (the watcher
+  retries until its deadline); the Bot API can't search a chat, so whether an earlier upload
+  arrived is unknown (:meth:`TelegramFrontend.find_delivered` says None: upload again).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from telegram.constants import ChatAction, FileSizeLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.delivery import DeliveryError, Progress, VideoResult
+from bot.delivery import DeliveryError, Job, Progress, VideoResult
+from bot.status_editor import Edited, StatusEditor
 from gpu_worker.mux import MuxError, fit_mp4
-from storage import Job
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,8 @@ MAX_FLOOD_WAIT_S = 120.0  # longer waits than this give up (the watcher refunds)
 CHAT_ACTION_EVERY_S = 4.0  # an action shows for 5 s
 MAX_CAPTION_CHARS = 1024
 MAX_TEXT_CHARS = 4096
-UPLOAD_TIMEOUT_S = 300.0
-MAX_EDIT_FAILURES = 3
-MAX_SETTLED = 10_000  # finished status messages remembered, so late progress is ignored
+UPLOAD_TIMEOUT_S = 120.0  # read/write, per upload request (TALKIES_DELIVERY_REQUEST_TIMEOUT_S)
+CONNECT_TIMEOUT_S = 10.0
 DONE_TEXT = "Done: your video is below."
 
 
@@ -109,21 +110,6 @@ class FloodGate:
                     raise
 
 
-@dataclass
-class _Status:
-    """One status message and the edit it still owes."""
-
-    chat_id: int
-    message_id: int
-    shown: str | None = None
-    pending: str | None = None
-    last_edit: float = float("-inf")
-    final: bool = False
-    gone: bool = False
-    failures: int = 0
-    task: asyncio.Task[None] | None = None
-
-
 @dataclass(frozen=True)
 class Target:
     """Where a job's messages go, from ``job.delivery``."""
@@ -162,15 +148,19 @@ class TelegramFrontend:
         edit_interval_s: float = EDIT_INTERVAL_S,
         max_flood_wait_s: float = MAX_FLOOD_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
+        upload_timeout_s: float = UPLOAD_TIMEOUT_S,
     ) -> None:
         self.bot = bot
         self.upload_limit = upload_limit
+        self.upload_timeout_s = upload_timeout_s
         self.edit_interval_s = edit_interval_s
         self.max_flood_wait_s = max_flood_wait_s
         self.clock = clock
         self.flood = FloodGate(clock)
-        self._statuses: dict[tuple[int, int], _Status] = {}
-        self._settled: dict[tuple[int, int], None] = {}  # ordered set, newest last
+        self.editor: StatusEditor[tuple[int, int]] = StatusEditor(
+            self._edit, interval_s=edit_interval_s, clock=clock,
+            not_before=lambda key: self.flood.delay(key[0]),
+        )
         self._uploads = 0
         self._no_uploads = asyncio.Event()
         self._no_uploads.set()
@@ -190,18 +180,7 @@ class TelegramFrontend:
     # -- status messages ----------------------------------------------------------------------
     def set_status(self, chat_id: int, message_id: int, text: str, *, final: bool = False) -> None:
         """Queue ``text`` for a status message; edits go out at the allowed pace, newest wins."""
-        key = (chat_id, message_id)
-        if key in self._settled:
-            return
-        status = self._statuses.get(key)
-        if status is None:
-            status = self._statuses[key] = _Status(chat_id, message_id)
-        if status.final or status.gone:
-            return
-        status.pending = clip_text(text)
-        status.final = final
-        if status.task is None or status.task.done():
-            status.task = asyncio.create_task(self._flush(status), name=f"tg-status-{message_id}")
+        self.editor.update((chat_id, message_id), clip_text(text), final=final)
 
     async def settle_status(self, chat_id: int, message_id: int, text: str) -> bool:
         """Show a last ``text`` on a status message and wait for it.
@@ -209,74 +188,30 @@ class TelegramFrontend:
         False when it could not be shown there (message gone, or already settled with
         another text): the caller then sends it as a new message.
         """
-        key = (chat_id, message_id)
-        if key in self._settled:
-            return False
-        status = self._statuses.get(key)
-        already_final = status is not None and status.final
-        if not already_final:
-            self.set_status(chat_id, message_id, text, final=True)
-            status = self._statuses.get(key)
-        if status is None:
-            return False
-        if status.task is not None:
-            await asyncio.shield(status.task)
-        return not already_final and not status.gone
+        return await self.editor.settle((chat_id, message_id), clip_text(text))
 
-    async def _flush(self, status: _Status) -> None:
-        key = (status.chat_id, status.message_id)
+    async def _edit(self, key: tuple[int, int], text: str) -> Edited:
+        chat_id, message_id = key
         try:
-            while status.pending is not None and not status.gone:
-                wait = max(status.last_edit + self.edit_interval_s - self.clock(),
-                           self.flood.delay(status.chat_id))
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                text, status.pending = status.pending, None
-                if text == status.shown:
-                    continue
-                await self._edit(status, text)
-        finally:
-            if (status.final or status.gone) and status.pending is None:
-                self._statuses.pop(key, None)
-                self._settled[key] = None
-                while len(self._settled) > MAX_SETTLED:
-                    del self._settled[next(iter(self._settled))]
-
-    async def _edit(self, status: _Status, text: str) -> None:
-        try:
-            await self.bot.edit_message_text(text, status.chat_id, status.message_id)
+            await self.bot.edit_message_text(text, chat_id, message_id)
         except RetryAfter as exc:
-            self.flood.block(status.chat_id, retry_after_seconds(exc))
-            if status.pending is None:
-                status.pending = text  # nothing newer: try this one again after the wait
-            return
+            self.flood.block(chat_id, retry_after_seconds(exc))
+            return Edited.WAIT
         except BadRequest as exc:
             if "not modified" in exc.message.lower():
-                status.shown = text
-            else:  # deleted, too old to edit, ...: stop editing this message
-                log.info("status message %s/%s: %s", status.chat_id, status.message_id, exc.message)
-                status.gone = True
-            return
+                return Edited.OK
+            log.info("status message %s/%s: %s", chat_id, message_id, exc.message)
+            return Edited.GONE  # deleted, too old to edit, ...: stop editing this message
         except Forbidden as exc:
-            log.info("chat %s: %s", status.chat_id, exc.message)
-            status.gone = True
-            return
+            log.info("chat %s: %s", chat_id, exc.message)
+            return Edited.GONE
         except NetworkError as exc:  # transient: retry the newest text after the interval
-            status.failures += 1
-            log.warning("status edit failed (%s, try %d)", exc, status.failures)
-            if status.failures >= MAX_EDIT_FAILURES:
-                status.gone = True
-            elif status.pending is None:
-                status.pending = text
+            log.warning("status edit failed (%s)", exc)
+            return Edited.RETRY
         except TelegramError as exc:
-            log.warning("status message %s/%s: %s", status.chat_id, status.message_id, exc)
-            status.gone = True
-            return
-        else:
-            status.shown = text
-            status.failures = 0
-        status.last_edit = self.clock()
+            log.warning("status message %s/%s: %s", chat_id, message_id, exc)
+            return Edited.GONE
+        return Edited.OK
 
     # -- Frontend -----------------------------------------------------------------------------
     async def show_progress(self, job: Job, progress: Progress) -> None:
@@ -284,8 +219,7 @@ class TelegramFrontend:
         if target.status_message_id is None:
             return
         text = progress.text
-        status = self._statuses.get((target.chat_id, target.status_message_id))
-        current = None if status is None else (status.pending or status.shown)
+        current = self.editor.current((target.chat_id, target.status_message_id))
         if current is not None and current.split("\n", 1)[0] == text:
             return  # already says this (perhaps with more detail below)
         self.set_status(target.chat_id, target.status_message_id, text)
@@ -323,8 +257,10 @@ class TelegramFrontend:
                 caption=clip_text(caption, MAX_CAPTION_CHARS),
                 reply_parameters=target.reply(),
                 message_thread_id=target.thread_id,
-                read_timeout=UPLOAD_TIMEOUT_S,
-                write_timeout=UPLOAD_TIMEOUT_S,
+                read_timeout=self.upload_timeout_s,
+                write_timeout=self.upload_timeout_s,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                pool_timeout=CONNECT_TIMEOUT_S,
             ))
         except RetryAfter as exc:
             raise DeliveryError(
@@ -335,15 +271,20 @@ class TelegramFrontend:
             raise DeliveryError("the bot can no longer post in this chat") from None
         except BadRequest as exc:
             raise DeliveryError(f"Telegram refused the video ({exc.message})") from None
-        except NetworkError as exc:
-            raise DeliveryError(f"the upload to Telegram failed ({exc.message})",
-                                retryable=True) from None
+        except NetworkError as exc:  # also timeouts and 5xx; 413 (too large) is no network error
+            too_large = "too large" in exc.message.lower()
+            raise DeliveryError(f"the upload to Telegram failed ({exc.message[:200]})",
+                                retryable=not too_large) from None
         finally:
             action.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await action
         if target.status_message_id is not None:
             self.set_status(target.chat_id, target.status_message_id, DONE_TEXT, final=True)
+
+    async def find_delivered(self, job: Job) -> bool | None:
+        """The Bot API can't search a chat's history: unknown (the watcher uploads again)."""
+        return None
 
     async def report_failure(self, job: Job, message: str) -> None:
         target = Target.of(job)
@@ -377,11 +318,4 @@ class TelegramFrontend:
 
     async def close(self, grace_s: float = 2.0) -> None:
         """Give last status texts (done, cancelled, failed) a moment, then stop editing."""
-        last = [s.task for s in self._statuses.values() if s.final and s.task and not s.task.done()]
-        if last:
-            await asyncio.wait(last, timeout=grace_s)
-        tasks = [s.task for s in self._statuses.values() if s.task and not s.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._statuses.clear()
+        await self.editor.close(grace_s)

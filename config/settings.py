@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     max_queue_wait_s: int = Field(default=1800, ge=5)
     max_result_bytes: int = Field(default=60_000_000, ge=100_000)
 
+    # Delivery (bot side)
+    delivery_deadline_s: float = Field(default=600.0, gt=0)  # finished -> uploaded, or refund
+    delivery_request_timeout_s: float = Field(default=120.0, gt=0)  # one upload attempt
+    delivery_claim_ttl_s: float = Field(default=60.0, ge=1)  # a dead bot's claim lapses after
+
     # Workers
     worker_max_jobs: int = Field(default=1, ge=1)
     worker_shutdown_grace_s: int = Field(default=120, ge=0)

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile
 
 from gpu_worker.audio_types import SAMPLE_RATE, to_stereo
+from gpu_worker.protocol import UserError
 
 AAC_FRAME = 1024  # samples per AAC frame
 VIDEO_THREADS = 2  # fixed, so the bytes don't depend on the machine's core count.
@@ -35,12 +36,8 @@ MIN_VIDEO_BITRATE = 10_000
 MAX_ATTEMPTS = 6
 
 
-class MuxError(Exception):
+class MuxError(UserError):
     """An encoding/decoding problem; `user_message` is safe to show to a bot user."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 class OutputPathError(MuxError):
@@ -50,9 +47,13 @@ class OutputPathError(MuxError):
 class SizeLimitError(MuxError):
     """The video can't be made small enough for the upload limit."""
 
+    code = "size_limit"
+
 
 class DecodeError(MuxError):
     """The input video can't be read."""
+
+    code = "unreadable_video"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | No
                     audio_bitrate=settings.audio_bitrate, attempts=attempt,
                 )
             settings = _smaller(settings, size, max_bytes, n_frames / fps)
-        raise SizeLimitError(_too_big(max_bytes, size))
+        raise SizeLimitError(_too_big(max_bytes, size), params={"max_mb": max_bytes / 1e6})
     except OSError as exc:
         raise _path_error(target, exc) from exc
     finally:
@@ -192,7 +193,7 @@ def _smaller(s: _Settings, size: int, max_bytes: int, duration: float) -> _Setti
         video += audio - lower  # give the audio's bits to the video
         audio = lower
     if video < MIN_VIDEO_BITRATE:
-        raise SizeLimitError(_too_big(max_bytes, size))
+        raise SizeLimitError(_too_big(max_bytes, size), params={"max_mb": max_bytes / 1e6})
     return _Settings(None, int(video), audio)
 
 

@@ -37,6 +37,7 @@ from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
 from gpu_worker.placement import onset_near, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
+from gpu_worker.protocol import UserError
 from gpu_worker.presets import Preset, default_cache_dir, frame_count, resolve_preset
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
 
@@ -73,12 +74,8 @@ DEFAULT_SFX = {
 STAGE_START = {"plan": 0, "streams": 2, "analysis": 65, "sound": 68, "mix": 88, "encode": 92}
 
 
-class PipelineError(Exception):
+class PipelineError(UserError):
     """A request the pipeline refuses; ``user_message`` is fit to show a user."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 @dataclass(frozen=True)
@@ -181,11 +178,14 @@ def load_models(
 def check_request(request: ClipRequest, preset: Preset, output: Path) -> None:
     """Refuse bad input before any model runs."""
     if not request.prompt or not request.prompt.strip():
-        raise PipelineError("The prompt is empty: describe what to see and hear.")
+        raise PipelineError("The prompt is empty: describe what to see and hear.",
+                            code="empty_prompt")
     if not 0 < request.seconds <= preset.max_seconds:
         raise PipelineError(
             f"Clip length must be more than 0 and at most {preset.max_seconds:g} s with the "
-            f"{preset.name!r} preset (asked: {request.seconds:g} s)."
+            f"{preset.name!r} preset (asked: {request.seconds:g} s).",
+            code="bad_length",
+            params={"max_seconds": preset.max_seconds, "seconds": request.seconds},
         )
     folder = output.resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK) or output.is_dir():

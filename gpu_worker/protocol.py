@@ -1,12 +1,17 @@
-"""What bots and GPU workers agree on: queue name, job function names, payload codec.
+"""What bots and GPU workers agree on: queue name, job function names, payload codec, and
+the errors that carry a message for the user.
 
 Payloads and results travel through Redis as msgpack, never pickle (arq's default): whoever
-can write to Redis must not be able to run code on a worker or a bot. This module imports
-nothing heavy, so bots use it without torch.
+can write to Redis must not be able to run code on a worker or a bot. A failed job carries a
+failure *code* from :data:`FAILURES` (plus a few numbers), never a text: the bot renders the
+text itself, so nothing a worker (or whoever writes to Redis) sends reaches a user verbatim.
+This module imports nothing heavy, so bots use it without torch.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -17,14 +22,79 @@ QUEUE_NAME = "talkies:queue"
 GENERATE_VIDEO = "generate_video"
 
 
+# -- failures ------------------------------------------------------------------------------
+MAX_ERROR_CHARS = 300  # the exception text kept in a failed result, for logs only
+MAX_FAILURE_PARAMS = 4
+
+# Every failure a worker may report, as code -> text. Placeholders take numbers only.
+FAILURES: dict[str, str] = {
+    "malformed_request": "The request was malformed, so no video was made.",
+    "empty_prompt": "The prompt is empty: describe what to see and hear.",
+    "bad_length": "Clip length must be more than 0 and at most {max_seconds:g} s on this "
+                  "worker (asked: {seconds:g} s).",
+    "result_too_large": "The finished video is larger than this bot can deliver.",
+    "size_limit": "The video is too long or detailed to fit in {max_mb:.1f} MB. Try a shorter "
+                  "clip.",
+    "unreadable_video": "That video can't be read.",
+    "timeout": "Your video took too long to generate and was stopped.",
+}
+GENERIC_FAILURE = "Something went wrong while making your video."
+TIMEOUT_ERRORS = ("TimeoutError", "CancelledError")
+
+
+class UserError(Exception):
+    """Base class of every error that carries a message fit to show a user.
+
+    ``user_message`` is for whoever raised it on this machine (a reply, the CLI); across Redis
+    only ``code`` and the numbers in ``params`` travel, and the bot renders the text from
+    :data:`FAILURES` (an unknown code reads as :data:`GENERIC_FAILURE`).
+    """
+
+    code = "failed"
+
+    def __init__(
+        self, user_message: str, *, code: str | None = None,
+        params: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        if code is not None:
+            self.code = code
+        self.params = dict(params or {})
+
+
+def failure_text(result: Any) -> str:
+    """The user-facing reason for a failed job result, built only from our own texts."""
+    if not isinstance(result, dict):
+        return GENERIC_FAILURE
+    if result.get("error_type") in TIMEOUT_ERRORS:
+        return FAILURES["timeout"]
+    template = FAILURES.get(result.get("code")) if isinstance(result.get("code"), str) else None
+    params = result.get("params") or {}
+    if template is None or not isinstance(params, dict) or len(params) > MAX_FAILURE_PARAMS:
+        return GENERIC_FAILURE
+    numbers = {
+        str(k): float(v) for k, v in params.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        and abs(v) < 1e12
+    }
+    try:
+        return template.format(**numbers)
+    except (KeyError, ValueError, IndexError):
+        return GENERIC_FAILURE
+
+
 def _encode_extra(obj: Any) -> Any:
     """Types arq may hand us that msgpack lacks: exceptions become plain data, never code."""
     if isinstance(obj, BaseException):
-        return {
+        encoded: dict[str, Any] = {
             "error_type": type(obj).__name__,
-            "error": str(obj),
-            "user_message": getattr(obj, "user_message", None),
+            "error": str(obj)[:MAX_ERROR_CHARS],
         }
+        if isinstance(obj, UserError):
+            encoded["code"] = obj.code
+            encoded["params"] = obj.params
+        return encoded
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"cannot serialize {type(obj).__name__} for the job queue")

@@ -36,19 +36,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import load_settings
 from gpu_worker.progress import JobCancelled, ProgressPublisher
-from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, deserialize, redis_settings, serialize
+from gpu_worker.protocol import (
+    GENERATE_VIDEO,
+    QUEUE_NAME,
+    UserError,
+    deserialize,
+    redis_settings,
+    serialize,
+)
 
 log = logging.getLogger(__name__)
 SETTINGS = load_settings()
 REDIS_RETRIES = 30  # about 0.2 + 0.4 + 0.8 + 27 x 1 s
 
 
-class JobRejected(Exception):
-    """A payload or result this worker refuses; ``user_message`` reaches the user."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.user_message = message
+class JobRejected(UserError):
+    """A payload or result this worker refuses; the bot shows the text for its ``code``."""
 
 
 def _log_through_arq() -> None:
@@ -86,7 +89,7 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
             max_bytes=int(payload["max_bytes"]) if payload.get("max_bytes") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise JobRejected(f"The request was malformed ({exc}).") from None
+        raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
     publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop())
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
     with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
@@ -116,7 +119,8 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
             raise
         mp4 = output.read_bytes()
     if len(mp4) > SETTINGS.max_result_bytes:
-        raise JobRejected("The finished video is larger than this bot can deliver.")
+        raise JobRejected("The finished video is larger than this bot can deliver.",
+                          code="result_too_large")
     await publish.publish("done", 100.0, "")
     return {
         "mp4": mp4,
@@ -163,6 +167,5 @@ class WorkerSettings:
     # arq finds new jobs by polling (its default, 0.5 s, is 250 ms of pickup delay on average).
     # The 20 ms default keeps command-to-start overhead small (bench/queue.py); the price is an
     # idle worker making ~100 cheap Redis calls a second (measured: ~7 % of a CPU core for the
-    # worker, ~1 % for Redis; while a job runs only the abort check remains).
+    # worker, ~1 % for Redis).
     poll_delay = SETTINGS.worker_poll_delay_s
-    allow_abort_jobs = True

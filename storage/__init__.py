@@ -3,10 +3,10 @@
 from storage.credits import Balance, CreditLedger, GrantRecord, SettleOutcome, UserAccount
 from storage.database import Database
 from storage.errors import InsufficientCredits, StorageError, TooManyJobs
-from storage.jobs import Job, JobStatus, JobStore, NewJob
+from storage.jobs import Claim, Job, JobStatus, JobStore, NewJob
 
 __all__ = [
-    "Balance", "CreditLedger", "Database", "GrantRecord", "InsufficientCredits", "Job",
+    "Balance", "Claim", "CreditLedger", "Database", "GrantRecord", "InsufficientCredits", "Job",
     "JobStatus", "JobStore", "NewJob", "SettleOutcome", "StorageError", "TooManyJobs",
     "UserAccount",
 ]

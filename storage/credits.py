@@ -50,6 +50,7 @@ class SettleOutcome(enum.Enum):
     ALREADY_COMMITTED = "already committed"
     ALREADY_REFUNDED = "already refunded"
     NO_RESERVATION = "no reservation"
+    NOT_CLAIM_OWNER = "not the delivery claim's owner"
 
     @property
     def charged(self) -> bool:

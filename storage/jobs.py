@@ -37,6 +37,16 @@ _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 
 
 @dataclass(frozen=True)
+class Claim:
+    """The right to deliver one job (see :meth:`JobStore.claim_delivery`)."""
+
+    job_id: str
+    owner: str
+    resumed: bool  # the job was already being delivered: the upload may have arrived
+    previous_owner: str | None = None
+
+
+@dataclass(frozen=True)
 class NewJob:
     id: str
     user_id: int
@@ -168,48 +178,93 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
-    async def claim_delivery(self, job_id: str) -> bool:
-        """Compare-and-set to ``delivering``: True for exactly one caller per job.
+    async def claim_delivery(self, job_id: str, owner: str, ttl_s: float) -> Claim | None:
+        """Take the right to deliver a job, until ``ttl_s`` from now unless renewed.
 
-        Two watchers (two bot processes, or a watcher and its restarted self) may both see a
-        finished result; only the one that wins this claim uploads it.
+        A queued or running job is claimed fresh. A job already ``delivering`` is taken only
+        when its claim expired (its owner died or gave it back): whether that owner's upload
+        arrived is then unknown, which :attr:`Claim.resumed` says. None when another owner
+        holds a live claim, or the job is finished.
         """
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET status = 'delivering', updated_at = ? "
-                "WHERE id = ? AND status IN ('queued', 'running')",
-                (self.db.now(), job_id),
+            row = await fetch_one(
+                conn, "SELECT status, claim_owner, claim_expires_at FROM jobs WHERE id = ?", job_id
             )
-            return cursor.rowcount == 1
+            if row is None:
+                return None
+            now = self.db.clock().timestamp()
+            status = JobStatus(row["status"])
+            if status is JobStatus.DELIVERING:
+                live = row["claim_expires_at"] is not None and row["claim_expires_at"] > now
+                if live and row["claim_owner"] != owner:
+                    return None
+                resumed = True
+            elif status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                resumed = False
+            else:
+                return None
+            await conn.execute(
+                "UPDATE jobs SET status = 'delivering', claim_owner = ?, claim_expires_at = ?, "
+                "updated_at = ? WHERE id = ?",
+                (owner, now + ttl_s, self.db.now(), job_id),
+            )
+            return Claim(job_id, owner, resumed=resumed, previous_owner=row["claim_owner"])
 
-    async def release_delivery(self, job_id: str) -> bool:
-        """Give a claim back (the upload was interrupted before it was confirmed)."""
+    async def renew_claim(self, job_id: str, owner: str, ttl_s: float) -> bool:
+        """Extend a live claim; False when ``owner`` no longer holds it (stop delivering)."""
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
-                "UPDATE jobs SET status = 'running', updated_at = ? "
-                "WHERE id = ? AND status = 'delivering'",
-                (self.db.now(), job_id),
+                "UPDATE jobs SET claim_expires_at = ? WHERE id = ? AND status = 'delivering' "
+                "AND claim_owner = ?",
+                (self.db.clock().timestamp() + ttl_s, job_id, owner),
             )
             return cursor.rowcount == 1
 
-    async def finish(self, job_id: str) -> SettleOutcome:
-        """Delivered: commit the reservation and mark the job done (idempotent)."""
-        return await self._end(job_id, JobStatus.DONE, None)
+    async def release_claim(self, job_id: str, owner: str) -> bool:
+        """Give a claim back now (stopping mid-upload): the job stays ``delivering`` with an
+        expired claim, so whoever takes it next asks the platform whether the upload arrived."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET claim_expires_at = 0, updated_at = ? WHERE id = ? "
+                "AND status = 'delivering' AND claim_owner = ?",
+                (self.db.now(), job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+    async def finish(self, job_id: str, *, owner: str | None = None) -> SettleOutcome:
+        """Delivered: commit the reservation and mark the job done (idempotent).
+
+        A job being delivered is settled only by the owner of its claim (``owner``).
+        """
+        return await self._end(job_id, JobStatus.DONE, None, owner)
 
     async def fail(
-        self, job_id: str, error: str, *, status: JobStatus = JobStatus.FAILED
+        self, job_id: str, error: str, *, status: JobStatus = JobStatus.FAILED,
+        owner: str | None = None,
     ) -> SettleOutcome:
         """Not delivered: refund the reservation and record why (idempotent).
 
-        A job already committed stays done and charged: the outcome says so.
+        A job already committed stays done and charged: the outcome says so. A job being
+        delivered is refunded only by the owner of its claim (``owner``).
         """
         if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise ValueError("fail() ends a job as failed or cancelled")
-        return await self._end(job_id, status, error)
+        return await self._end(job_id, status, error, owner)
 
-    async def _end(self, job_id: str, status: JobStatus, error: str | None) -> SettleOutcome:
+    async def _end(
+        self, job_id: str, status: JobStatus, error: str | None, owner: str | None
+    ) -> SettleOutcome:
         kind = "commit" if status is JobStatus.DONE else "refund"
         async with self.db.transaction() as conn:
+            row = await fetch_one(
+                conn, "SELECT status, claim_owner FROM jobs WHERE id = ?", job_id
+            )
+            if (
+                row is not None
+                and row["status"] == JobStatus.DELIVERING.value
+                and (owner is None or row["claim_owner"] != owner)
+            ):
+                return SettleOutcome.NOT_CLAIM_OWNER  # only the claim's owner settles it
             outcome = await settle_reservation(conn, self.db.now(), job_id, kind)
             if outcome in (SettleOutcome.COMMITTED, SettleOutcome.REFUNDED):
                 await conn.execute(

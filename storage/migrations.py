@@ -90,6 +90,11 @@ MIGRATIONS: list[str] = [
     """
     + _APPEND_ONLY.format(table="ledger")
     + _APPEND_ONLY.format(table="pool_ledger"),
+    # 2: who holds a job's delivery claim, and until when (unix seconds); see JobStore
+    """
+    ALTER TABLE jobs ADD COLUMN claim_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN claim_expires_at REAL;
+    """,
 ]
 
 

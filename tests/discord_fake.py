@@ -1,8 +1,9 @@
 """A small fake Discord on 127.0.0.1: REST + websocket gateway, for driving real discord.py.
 
 It speaks just enough of the API for talkies' Discord frontend: login, command sync,
-interaction callbacks, webhook edits/follow-ups (JSON and multipart uploads), channel and DM
-messages, and a gateway with HELLO, IDENTIFY/READY, RESUME/RESUMED, heartbeats and dispatch
+interaction callbacks, webhook edits/follow-ups (JSON and multipart uploads) and reads of the
+original response, channel and DM messages (posted and read back, attachments included), and
+a gateway with HELLO, IDENTIFY/READY, RESUME/RESUMED, heartbeats and dispatch
 of INTERACTION_CREATE and GUILD_CREATE (sharded too). Every REST call is recorded; tests can
 queue failures (e.g. a 429) and expire interaction tokens. Facts it relies on are in
 shared/notes/platforms.md. At the end: helpers to run the real bot against it.
@@ -79,6 +80,20 @@ class PlannedFailure:
     headers: dict[str, str]
     times: int
     skip: int = 0
+    uploads_only: bool = False  # only requests that carry files
+
+
+@dataclass
+class PlannedHold:
+    """Matching requests wait, unanswered, until ``release`` is set (see ``hold_next``)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    apply: bool
+    times: int
+    uploads_only: bool = False  # only requests that carry files
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: list[Recorded] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +152,7 @@ class FakeDiscord:
         self.heartbeats = 0
         self.channel_upload_limit = DEFAULT_UPLOAD_LIMIT
         self._failures: list[PlannedFailure] = []
+        self._holds: list[PlannedHold] = []
         self._sessions: dict[str, _Session] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -158,6 +174,8 @@ class FakeDiscord:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        for hold in self._holds:
+            hold.release.set()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -191,12 +209,28 @@ class FakeDiscord:
     def fail_next(
         self, method: str, path_pattern: str, status: int, body: dict[str, Any] | None = None,
         *, headers: dict[str, str] | None = None, times: int = 1, skip: int = 0,
+        uploads_only: bool = False,
     ) -> None:
-        """Answer ``times`` matching requests with an error, after letting ``skip`` through."""
+        """Answer ``times`` matching requests with an error, after letting ``skip`` through
+        (``uploads_only``: only requests that carry files match)."""
         self._failures.append(PlannedFailure(
             method, re.compile(path_pattern), status, body or {"message": "error", "code": 0},
-            headers or {}, times, skip,
+            headers or {}, times, skip, uploads_only,
         ))
+
+    def hold_next(
+        self, method: str, path_pattern: str, *, apply: bool, times: int = 1,
+        uploads_only: bool = False,
+    ) -> PlannedHold:
+        """Leave the next ``times`` matching requests unanswered until ``release`` is set.
+
+        ``apply``: the request takes effect first (an upload that arrived, whose answer the
+        client never gets); otherwise it never takes effect (lost on the way).
+        ``uploads_only``: only requests carrying files match.
+        """
+        hold = PlannedHold(method, re.compile(path_pattern), apply, times, uploads_only)
+        self._holds.append(hold)
+        return hold
 
     def rate_limit_next(
         self, method: str, path_pattern: str, retry_after: float, times: int = 1, skip: int = 0
@@ -456,13 +490,30 @@ class FakeDiscord:
         body, files = await self._read_body(request)
         record = Recorded(request.method, path, dict(request.query), body, files, time.monotonic())
         self.requests.append(record)
+        hold = self._hold_for(record)
         try:
-            response = self._planned(record) or await self._route(record)
+            if hold is not None and not hold.apply:
+                response = json_response({"message": "fake: request lost", "code": 0}, 503)
+            else:
+                response = self._planned(record) or await self._route(record)
         except web.HTTPException as exc:  # pragma: no cover - unexpected routes
             response = json_response({"message": exc.reason, "code": 0}, status=exc.status)
+        if hold is not None:
+            hold.held.append(record)
+            await self._notify()
+            await hold.release.wait()
         record.status = response.status
         await self._notify()
         return response
+
+    def _hold_for(self, record: Recorded) -> PlannedHold | None:
+        for hold in self._holds:
+            if (hold.times > 0 and hold.method == record.method
+                    and hold.pattern.fullmatch(record.path)
+                    and (record.files or not hold.uploads_only)):
+                hold.times -= 1
+                return hold
+        return None
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[Upload]]:
         if request.content_type.startswith("multipart/"):
@@ -480,7 +531,9 @@ class FakeDiscord:
 
     def _planned(self, record: Recorded) -> web.Response | None:
         for failure in self._failures:
-            if failure.times > 0 and failure.method == record.method and failure.pattern.fullmatch(record.path):
+            if (failure.times > 0 and failure.method == record.method
+                    and failure.pattern.fullmatch(record.path)
+                    and (record.files or not failure.uploads_only)):
                 if failure.skip > 0:
                     failure.skip -= 1
                     continue
@@ -516,6 +569,8 @@ class FakeDiscord:
         if match := re.fullmatch(r"/channels/(\d+)/messages", r.path):
             if m == "POST":
                 return self._channel_message(match.group(1), r)
+            if m == "GET":
+                return self._channel_history(match.group(1), r)
         if m == "POST" and r.path == "/users/@me/channels":
             recipient = str((r.body or {}).get("recipient_id"))
             return json_response({"id": f"9{recipient}", "type": 1, "last_message_id": None,
@@ -633,6 +688,14 @@ class FakeDiscord:
                                 flags=int(body.get("flags") or 0), interaction=record)
         record.followups.append(message)
         return json_response(message)
+
+    def _channel_history(self, channel_id: str, r: Recorded) -> web.Response:
+        """GET a channel's messages: newest first, ``limit`` (max 100) and ``before``."""
+        messages = list(reversed(self.channel_messages.get(channel_id, [])))
+        if r.query.get("before"):
+            messages = [msg for msg in messages if int(msg["id"]) < int(r.query["before"])]
+        limit = min(int(r.query.get("limit") or 50), 100)
+        return json_response(messages[:limit])
 
     def _channel_message(self, channel_id: str, r: Recorded) -> web.Response:
         if error := self._too_large(r.files, self.channel_upload_limit):

@@ -102,6 +102,17 @@ class SentVideo:
 
 
 @dataclass
+class Hold:
+    """Calls of ``method`` wait, unanswered, until ``release`` is set (see ``FakeBotAPI.hold``)."""
+
+    method: str
+    apply: bool
+    times: int
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: list[Call] = field(default_factory=list)
+
+
+@dataclass
 class Failure:
     method: str
     code: int
@@ -142,6 +153,7 @@ class FakeBotAPI:
         self.commands: list[dict[str, Any]] | None = None
         self.members: dict[tuple[int, int], str] = {}
         self.failures: list[Failure] = []
+        self.holds: list[Hold] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -166,6 +178,8 @@ class FakeBotAPI:
 
     async def close(self) -> None:
         self._new_update.set()
+        for hold in self.holds:
+            hold.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -196,6 +210,16 @@ class FakeBotAPI:
             description = (f"Too Many Requests: retry after {retry_after}" if code == 429
                            else "Bad Request")
         self.failures.append(Failure(method, code, description, retry_after, times, when))
+
+    def hold(self, method: str, *, apply: bool, times: int = 1) -> Hold:
+        """Leave the next ``times`` calls of ``method`` unanswered until ``release`` is set.
+
+        ``apply``: the call takes effect first (e.g. the video is posted; only the answer
+        never reaches the bot); otherwise it never does (lost on the way).
+        """
+        hold = Hold(method, apply, times)
+        self.holds.append(hold)
+        return hold
 
     def set_member(self, chat_id: int, user: User, status: str) -> None:
         """``creator``, ``administrator``, ``member``, ``left``..."""
@@ -333,6 +357,24 @@ class FakeBotAPI:
         params, files = await self._params(request)
         call = Call(method, params, time.monotonic(), {k: v[0] for k, v in files.items()})
         self.calls.append(call)
+        hold = next((h for h in self.holds if h.method == method and h.times > 0), None)
+        if hold is not None:
+            hold.times -= 1
+            response = await self._answer(call, method, params, files) if hold.apply else None
+            hold.held.append(call)
+            self._changed.set()
+            await hold.release.wait()
+            self._changed.set()
+            if response is None:
+                call.error = 503
+                return _error(503, "Service Unavailable: the call was lost")
+            return response
+        return await self._answer(call, method, params, files)
+
+    async def _answer(
+        self, call: Call, method: str, params: dict[str, Any],
+        files: dict[str, tuple[bytes, str | None]],
+    ) -> web.Response:
         try:
             failure = self._failure(method, params)
             if failure is not None:

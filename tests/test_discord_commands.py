@@ -347,9 +347,9 @@ async def test_gateway_reconnect_resumes_and_replays_missed_interactions(
 def test_run_without_a_token_explains_how_to_enable_discord(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.discord_bot import run
+    from bot.app import run_discord
 
-    run(load_settings(_env_file=None, database_path=tmp_path / "db.sqlite3"))
+    run_discord(load_settings(_env_file=None, database_path=tmp_path / "db.sqlite3"))
     assert "set TALKIES_DISCORD_TOKEN" in capsys.readouterr().out
     assert not (tmp_path / "db.sqlite3").exists()
 
@@ -359,11 +359,11 @@ async def test_serve_opens_database_and_queue_and_answers_commands(
 ) -> None:
     import asyncio
 
-    from bot.discord_bot import serve
+    from bot.app import serve_discord
 
     settings = load_settings(_env_file=None, discord_token="serve-token", redis_url=redis_url,
                              database_path=tmp_path / "serve.sqlite3")
-    task = asyncio.create_task(serve(settings))
+    task = asyncio.create_task(serve_discord(settings))
     try:
         await fake.wait_for(lambda: fake.commands.get("global") and fake.connected(), timeout=15)
         assert fake.identifies[0]["token"] == "serve-token"

@@ -59,6 +59,11 @@ class RecordingFrontend:
         self.hold_delivering: asyncio.Event | None = None  # "delivering" waits for it
         self.before_upload: Callable[[Job], Awaitable[None]] | None = None
         self.before_failure: Callable[[Job], Awaitable[None]] | None = None
+        self.lookups: list[str] = []  # job ids the watcher asked about (find_delivered)
+
+    async def find_delivered(self, job: Job) -> bool | None:
+        self.lookups.append(job.id)
+        return bool(self.delivered(job.id))  # this stand-in platform knows what it received
 
     async def show_progress(self, job: Job, progress: Progress) -> None:
         self.progress.append(progress)
@@ -158,7 +163,7 @@ def frontend() -> RecordingFrontend:
 
 @pytest.fixture
 async def watcher(service: Service, redis: ArqRedis, frontend: RecordingFrontend) -> AsyncIterator[JobWatcher]:
-    running = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    running = JobWatcher(service, frontend, poll_interval_s=0.2)
     yield running
     await running.close(grace_s=1)
 
@@ -364,7 +369,7 @@ async def test_a_redis_restart_loses_no_job(
     try:
         with pytest.raises(UserFacingError) as down:
             await request(service, CAROL)
-        assert down.value.code == "queue_down" and "not charged" in down.value.message
+        assert down.value.code == "queue_down" and "not charged" in down.value.user_message
         assert await balance(service, CAROL) == (200, 0)
         await asyncio.sleep(2)
     finally:
@@ -384,7 +389,7 @@ async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     pool: WorkerPool, redis: ArqRedis, service: Service, frontend: RecordingFrontend,
 ) -> None:
     await pool.ensure(2)
-    first = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    first = JobWatcher(service, frontend, poll_interval_s=0.2)
     job_id = await request(service, ALICE, seconds=3.0)
     first.follow(job_id)
     await wait_until(
@@ -395,13 +400,13 @@ async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     assert frontend.deliveries == [], "the job finished before the restart; this proves nothing"
     assert await job_status(service, job_id) is JobStatus.RUNNING
 
-    second = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    second = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
         assert await second.resume() == 1
         await wait_settled(frontend, [job_id], pool)
     finally:
         await second.close()
-    third = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    third = JobWatcher(service, frontend, poll_interval_s=0.2)
     assert await third.resume() == 0
     await third.close()
 
@@ -416,7 +421,7 @@ async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
 ) -> None:
     await pool.ensure(2)
     frontend.hold_delivering = asyncio.Event()  # the "uploading" edit waits (rate limit)
-    first = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    first = JobWatcher(service, frontend, poll_interval_s=0.2)
     job_id = await request(service, ALICE)
     first.follow(job_id)
     await wait_until(
@@ -425,15 +430,18 @@ async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
     )
     await first.close(grace_s=0.2)  # the upload never happened
     assert frontend.deliveries == []
-    assert await job_status(service, job_id) is JobStatus.RUNNING  # the claim was given back
+    # The claim was given back: still "delivering", but lapsed, so the next start asks the
+    # platform whether the upload arrived (it did not) and uploads it.
+    assert await job_status(service, job_id) is JobStatus.DELIVERING
 
     frontend.hold_delivering = None
-    second = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    second = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
         assert await second.resume() == 1
         await wait_settled(frontend, [job_id], pool)
     finally:
         await second.close()
+    assert frontend.lookups == [job_id]
     assert len(frontend.delivered(job_id)) == 1
     assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
     assert await balance(service, ALICE) == (180, 0)
@@ -475,7 +483,7 @@ async def test_a_duplicate_enqueue_runs_once_and_charges_once(
     again = await redis.enqueue_job(GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME)
     assert again is None  # arq refuses a job id it already holds
     # Two bot processes following the same job (e.g. an old one still shutting down).
-    other = JobWatcher(service, redis, frontend, poll_interval_s=0.2)
+    other = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
         watcher.follow(job_id)
         watcher.follow(job_id)  # idempotent
@@ -527,7 +535,7 @@ async def test_the_per_user_limit_refuses_clearly_without_charging(
     with pytest.raises(UserFacingError) as refused:
         await request(service, ALICE)
     assert refused.value.code == "too_many_jobs"
-    assert refused.value.message == (
+    assert refused.value.user_message == (
         "You already have 2 videos in progress (the limit is 2). Wait for one to finish, "
         "then try again; you were not charged."
     )
@@ -607,17 +615,19 @@ async def test_a_job_the_worker_refuses_is_refunded_with_its_reason(
     await wait_settled(frontend, list(payloads), pool)
 
     assert frontend.failed("malformed") == [
-        "The request was malformed ('seconds'). You were not charged."
+        "The request was malformed, so no video was made. You were not charged."
     ]
-    [too_long] = frontend.failed("too-long")
+    [too_long] = frontend.failed("too-long")  # rendered by the bot from the code and numbers
     assert too_long.startswith("Clip length must be more than 0 and at most") and too_long.endswith(
-        "(asked: 999 s). You were not charged."
+        "on this worker (asked: 999 s). You were not charged."
     )
     for job_id in payloads:
         assert frontend.delivered(job_id) == []
         assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
         result = assert_msgpack(snapshots[job_id])  # the error travelled as plain data
         assert result["s"] is False and result["r"]["error_type"] in ("JobRejected", "PipelineError")  # type: ignore[index]
+        assert result["r"]["code"] in ("malformed_request", "bad_length")  # type: ignore[index]
+        assert "user_message" not in result["r"]  # type: ignore[operator]
     assert await balance(service, ALICE) == (200, 0)
     assert await leftover_keys(redis) == set()
 

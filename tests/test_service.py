@@ -68,7 +68,7 @@ async def test_bad_requests_change_nothing(
 ) -> None:
     with pytest.raises(UserFacingError) as err:
         await service.request_video(ALICE, prompt, seconds=seconds, seed=seed)
-    assert err.value.code == code and err.value.message
+    assert err.value.code == code and err.value.user_message
     assert await service.credits.user_id("discord", "1") is None  # not even signed up
     assert await queue.zcard(QUEUE_NAME) == 0
 
@@ -85,7 +85,7 @@ async def test_limits_and_credit_shortage_refuse_without_charging(
         await service.request_video(ALICE, "two")
         with pytest.raises(UserFacingError) as err:
             await service.request_video(ALICE, "three")
-        assert err.value.code == "too_many_jobs" and "2" in err.value.message
+        assert err.value.code == "too_many_jobs" and "2" in err.value.user_message
         view = await service.show_credits(ALICE)
         assert (view.available, view.held, len(view.jobs_in_flight)) == (20, 180, 2)
 
@@ -94,7 +94,7 @@ async def test_limits_and_credit_shortage_refuse_without_charging(
         with pytest.raises(UserFacingError) as err:
             await service.request_video(ALICE, "four")
         assert err.value.code == "no_credits"
-        assert "90" in err.value.message and "20" in err.value.message
+        assert "90" in err.value.user_message and "20" in err.value.user_message
         assert (await service.show_credits(ALICE)).available == 20
         assert await queue.zcard(QUEUE_NAME) == 2
 
@@ -109,7 +109,7 @@ async def test_queue_down_refunds_and_says_so(settings: Settings, db: Database, 
         server.stop()
         with pytest.raises(UserFacingError) as err:
             await service.request_video(ALICE, "waves on a beach")
-        assert err.value.code == "queue_down" and "not charged" in err.value.message
+        assert err.value.code == "queue_down" and "not charged" in err.value.user_message
         view = await service.show_credits(ALICE)
         assert (view.available, view.held, view.jobs_in_flight) == (200, 0, [])
     finally:
@@ -154,7 +154,7 @@ async def test_grant_permission_matrix_and_pool(service: Service, db: Database) 
     assert (done.from_pool, done.pool_left, done.recipient_available) == (True, 40, 260)
     with pytest.raises(UserFacingError) as err:
         await service.grant(ADMIN, "1", 50, "again")
-    assert err.value.code == "pool_exhausted" and "40" in err.value.message
+    assert err.value.code == "pool_exhausted" and "40" in err.value.user_message
     with pytest.raises(UserFacingError) as err:
         await service.grant(ADMIN, "2", 10, "me")
     assert err.value.code == "not_allowed"

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.service import Service
-from bot.telegram_bot import COMMANDS, TelegramBot, run, serve
+from bot.app import run_telegram, serve_telegram
+from bot.telegram_bot import COMMANDS, TelegramBot
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
@@ -472,7 +473,7 @@ def test_run_without_a_token_says_why_and_returns(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    run(settings)
+    run_telegram(settings)
     assert "TALKIES_TELEGRAM_TOKEN" in capsys.readouterr().out
     assert time.monotonic() - started < 1
 
@@ -482,7 +483,7 @@ async def test_serve_runs_the_whole_bot_until_stopped(
 ) -> None:
     live = telegram_settings(settings, redis_url=redis_url)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(live, base_url=api.base_url, stop=stop))
+    task = asyncio.create_task(serve_telegram(live, base_url=api.base_url, stop=stop))
     try:
         reply = await say(api, Chat.private(BOB), BOB, "/credits")
         assert "You have 200 credits" in reply.text
