@@ -31,6 +31,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
@@ -77,11 +78,13 @@ def prompt_tips() -> str:
     return PROMPT_TIPS
 
 
-def help_text(settings: Settings) -> str:
+def help_text(settings: Settings, lengths: ClipLengths) -> str:
     return (
         "I turn a prompt into a short video with music, ambience and sound effects.\n\n"
         "In a private chat just send me the prompt; in groups use /video <prompt> or "
         "mention me.\n"
+        f"Each video is {lengths.default_s:g} s long (possible now: {lengths.span}; "
+        f"{lengths.why}).\n"
         f"A video costs {settings.video_price} credits; you get {settings.daily_grant} free "
         "credits with your first command each UTC day.\n\n"
         "/video <prompt> \u2013 make a video\n"
@@ -267,7 +270,8 @@ class TelegramHandlers:
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
-        await self.reply(update.effective_message, help_text(self.settings))
+        lengths = await self.service.clip_lengths()
+        await self.reply(update.effective_message, help_text(self.settings, lengths))
 
     async def credits(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
