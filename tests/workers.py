@@ -96,6 +96,8 @@ class StageHolds:
 
     def hold(self, stage: str) -> None:
         """Jobs that reach the start of ``stage`` from now on wait there until released."""
+        for marker in self.folder.glob(f"held-{stage}-*"):
+            marker.unlink()  # from an earlier hold
         (self.folder / stage).touch()
 
     def release(self, stage: str | None = None) -> None:
@@ -104,15 +106,22 @@ class StageHolds:
             if not gate.name.startswith("held-"):
                 gate.unlink(missing_ok=True)
 
-    def held(self, stage: str, job_id: str) -> bool:
-        return (self.folder / f"held-{stage}-{job_id}").exists()
+    def held(self, stage: str, job_id: str | None = None) -> list[str]:
+        """Ids of the jobs that were held at ``stage`` (only ``job_id``, when given)."""
+        prefix = f"held-{stage}-"
+        return [
+            path.name.removeprefix(prefix)
+            for path in self.folder.glob(f"{prefix}{job_id or '*'}")
+        ]
 
-    async def wait_held(self, stage: str, job_id: str, timeout: float = 120.0) -> None:
+    async def wait_held(self, stage: str, job_id: str | None = None, timeout: float = 120.0) -> str:
+        """Wait until a job (``job_id``, or any) is held at ``stage``; returns its id."""
         deadline = time.monotonic() + timeout
-        while not self.held(stage, job_id):
+        while not (held := self.held(stage, job_id)):
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} was not held at {stage} within {timeout:.0f} s")
+                raise AssertionError(f"job {job_id or ''} was not held at {stage} within {timeout:.0f} s")
             await asyncio.sleep(0.05)
+        return held[0]
 
 
 @dataclass
