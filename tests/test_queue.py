@@ -33,7 +33,7 @@ from bot.service import Actor, Service, UserFacingError
 from bot.watcher import JobWatcher
 from config import Settings, load_settings
 from config.settings import Platform
-from gpu_worker.capabilities import WORKER_KEY_PREFIX, live_workers
+from gpu_worker.capabilities import WORKER_KEY_PREFIX, WorkerCapabilities, live_workers
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
 from gpu_worker.worker import STOPPING_RENEW_EVERY_S
 from storage import Database, Job, JobStatus, NewJob
@@ -597,8 +597,10 @@ async def test_a_cancelled_queued_job_is_refunded_and_never_runs(
         worker.resume()
     await pool.ensure(1)
     assert pool.started(job_id) == []
-    assert frontend.settled(job_id) is False  # the cancel command itself answers the user
-    assert watcher.following == set()
+    # The watcher sees the job settled and stops following it, without a word to the user:
+    # the cancel command itself answers.
+    await wait_until(lambda: not watcher.following, SETTLE_S, "the watcher to let the job go")
+    assert frontend.settled(job_id) is False
 
 
 # -- 9. per-user limit -------------------------------------------------------------------------------
@@ -656,7 +658,7 @@ async def test_a_job_the_queue_forgot_is_refunded(
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
     await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
-    await redis.delete(*[k for k in await redis.keys("*") if k.decode() != HEALTH_KEY])
+    await redis.delete(*[k for k in await redis.keys("*") if not is_worker_state(k.decode())])
     await wait_settled(frontend, [job_id], pool, timeout=10, watchers=(watcher,))  # e.g. Redis lost its data
     assert frontend.failed(job_id) == [
         "The job queue lost your video (the queue was reset). You were not charged."
@@ -729,7 +731,13 @@ async def test_workers_announce_their_limits_and_longer_clips_are_refused_withou
 ) -> None:
     workers = await pool.ensure(1)
     host = socket.gethostname()
-    records = {record.worker: record for record in await live_workers(redis)}
+
+    async def announced() -> dict[str, WorkerCapabilities]:
+        records = {record.worker: record for record in await live_workers(redis)}
+        return records if all(f"{host}:{w.pid}" in records for w in workers) else {}
+
+    await wait_until(announced, SETTLE_S, "every live worker's record", pool)
+    records = await announced()
     for worker in workers:
         record = records[f"{host}:{worker.pid}"]
         assert (record.preset, record.max_seconds, record.fps, record.width, record.height) == (
