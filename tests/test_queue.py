@@ -34,7 +34,7 @@ from bot.watcher import JobWatcher
 from config import Settings, load_settings
 from config.settings import Platform
 from gpu_worker.capabilities import WORKER_KEY_PREFIX, WorkerCapabilities, live_workers
-from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
+from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool
 from gpu_worker.worker import STOPPING_RENEW_EVERY_S
 from storage import Database, Job, JobStatus, NewJob
 from tests.conftest import Clock, RedisServer, ffprobe, free_port
