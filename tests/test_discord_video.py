@@ -44,11 +44,12 @@ USER = 1001
 
 
 @pytest.fixture
-async def fake(worker: Path) -> AsyncIterator[FakeDiscord]:
+async def fake(worker: Path, stage_holds: StageHolds) -> AsyncIterator[FakeDiscord]:
     server = FakeDiscord(heartbeat_interval_ms=500)
     await server.start()
     server.install()
     yield server
+    stage_holds.release()  # a failed test may have left a job held
     server.uninstall()
     await server.close()
 

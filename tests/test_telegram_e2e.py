@@ -59,9 +59,12 @@ async def ledger_kinds(service: Service, job_id: str) -> list[str]:
 
 
 @pytest.fixture
-async def running_worker(worker: Path, redis_url: str) -> AsyncIterator[Path]:
+async def running_worker(
+    worker: Path, redis_url: str, stage_holds: StageHolds
+) -> AsyncIterator[Path]:
     """The module's worker, with Redis emptied for this test (``redis_url`` flushes it)."""
     yield worker
+    stage_holds.release()  # a failed test may have left a job held
 
 
 async def test_private_message_end_to_end(
