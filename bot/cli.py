@@ -55,7 +55,11 @@ def worker() -> None:
     _settings()
     from arq.worker import run_worker
 
-    from gpu_worker.worker import WorkerSettings
+    try:
+        from gpu_worker.worker import WorkerSettings
+    except ConfigError as exc:  # settings a worker can't honour (e.g. TALKIES_WORKER_MAX_JOBS)
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
     run_worker(WorkerSettings)  # type: ignore[arg-type]
 

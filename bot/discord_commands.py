@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import discord
 from discord import app_commands
 
+from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
 from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError
@@ -100,13 +101,13 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
     return "\n".join(lines)
 
 
-def help_text(bot: "DiscordBot") -> str:
+def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
     s = bot.settings
     return (
         "**talkies** turns one prompt into a short video with music, ambience and sound "
         "effects.\n"
-        f"\u2022 `/video prompt:<text> [seconds] [seed]` \u2014 make a {s.min_clip_seconds:g}"
-        f"\u2013{s.max_clip_seconds:g} s clip ({s.video_price} credits). Describe the scene "
+        f"\u2022 `/video prompt:<text> [seconds] [seed]` \u2014 make a {lengths.span} clip "
+        f"({s.video_price} credits; {lengths.why}). Describe the scene "
         "and its sound, e.g. *a storm over a lighthouse, dramatic orchestral score, thunder*. "
         "The same seed and prompt give the same video.\n"
         "\u2022 `/credits` \u2014 your balance, today's free credits and videos in progress.\n"
@@ -246,7 +247,8 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
 
     @tree.command(name="help", description="What talkies does and how to use it")
     async def help_command(interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(help_text(bot), ephemeral=True)
+        lengths = await service.clip_lengths()
+        await interaction.response.send_message(help_text(bot, lengths), ephemeral=True)
 
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:

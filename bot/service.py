@@ -17,6 +17,7 @@ from typing import Any, Literal
 from arq import ArqRedis
 from redis.exceptions import RedisError
 
+from bot.clip_lengths import ClipLengths, current_clip_lengths
 from config.settings import Platform, Settings
 from gpu_worker.protocol import UserError
 from gpu_worker.queue import JobQueue
@@ -183,17 +184,17 @@ class Service:
     def is_operator(self, actor: Actor) -> bool:
         return actor.user_id in self.settings.operator_ids(actor.platform)
 
-    def _seconds(self, seconds: float | None) -> float:
-        s = self.settings
-        if seconds is None:
-            return s.default_clip_seconds
-        if not s.min_clip_seconds <= seconds <= s.max_clip_seconds:
-            raise UserFacingError(
-                "bad_length",
-                f"Clips can be {s.min_clip_seconds:g} to {s.max_clip_seconds:g} seconds long "
-                f"(you asked for {seconds:g}).",
-            )
-        return float(seconds)
+    async def clip_lengths(self) -> ClipLengths:
+        """The lengths on offer now: the settings, capped by what the live workers can make."""
+        redis = self.queue.redis if self.queue is not None else None
+        return await current_clip_lengths(self.settings, redis)
+
+    async def _seconds(self, seconds: float | None) -> float:
+        lengths = await self.clip_lengths()
+        asked = lengths.default_s if seconds is None else seconds
+        if not lengths.available or not lengths.min_s <= asked <= lengths.max_s:
+            raise UserFacingError("bad_length", lengths.refusal(asked))
+        return float(asked)
 
     @staticmethod
     def _seed(seed: int | None) -> int:
@@ -220,7 +221,7 @@ class Service:
         message and interaction references); ``max_bytes`` is the platform's upload limit.
         """
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
-        clip_seconds = self._seconds(seconds)
+        clip_seconds = await self._seconds(seconds)
         clip_seed = self._seed(seed)
         account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
         job_id = uuid.uuid4().hex

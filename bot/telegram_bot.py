@@ -30,6 +30,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
@@ -72,11 +73,13 @@ USAGE_GRANT = (
 USAGE_POOL = "Usage: /pool to see this group's pool; operators: /pool fund <amount> <reason>."
 
 
-def help_text(settings: Settings) -> str:
+def help_text(settings: Settings, lengths: ClipLengths) -> str:
     return (
         "I turn a prompt into a short video with music, ambience and sound effects.\n\n"
         "In a private chat just send me the prompt; in groups use /video <prompt> or "
         "mention me.\n"
+        f"Each video is {lengths.default_s:g} s long (possible now: {lengths.span}; "
+        f"{lengths.why}).\n"
         f"A video costs {settings.video_price} credits; you get {settings.daily_grant} free "
         "credits with your first command each UTC day.\n\n"
         "/video <prompt> \u2013 make a video\n"
@@ -262,7 +265,8 @@ class TelegramHandlers:
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
-        await self.reply(update.effective_message, help_text(self.settings))
+        lengths = await self.service.clip_lengths()
+        await self.reply(update.effective_message, help_text(self.settings, lengths))
 
     async def credits(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message

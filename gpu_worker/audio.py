@@ -105,17 +105,21 @@ def generate_music(model: AudioModel, description: str, seconds: float, seed: in
     return _generate(model, [description], seconds, seed, on_step)[0]
 
 
-def generate_ambience(model: AudioModel, description: str, seconds: float, seed: int) -> np.ndarray:
-    """``seconds`` of environmental sound; beyond the model's window audiocraft extends it."""
-    return _generate(model, [description], seconds, seed)[0]
+def generate_ambience(model: AudioModel, description: str, seconds: float, seed: int,
+                      on_step: StepCallback | None = None) -> np.ndarray:
+    """``seconds`` of environmental sound; beyond the model's window audiocraft extends it.
+
+    ``on_step(done, total)`` is called per generated token (it may raise to stop).
+    """
+    return _generate(model, [description], seconds, seed, on_step)[0]
 
 
 def generate_sfx_batch(model: AudioModel, descriptions: list[str], seconds_each: float,
-                       seed: int) -> list[np.ndarray]:
+                       seed: int, on_step: StepCallback | None = None) -> list[np.ndarray]:
     """One clip per description, all ``seconds_each`` long, in one batched generate call."""
     if not descriptions:
         return []
-    return _generate(model, list(descriptions), seconds_each, seed)
+    return _generate(model, list(descriptions), seconds_each, seed, on_step)
 
 
 def _generate(model: AudioModel, descriptions: list[str], seconds: float,

@@ -25,7 +25,7 @@ import av
 import numpy as np
 import soundfile
 
-from gpu_worker.audio_types import SAMPLE_RATE, to_stereo
+from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, to_stereo
 from gpu_worker.protocol import UserError
 
 AAC_FRAME = 1024  # samples per AAC frame
@@ -82,8 +82,12 @@ class _Settings:
 def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | None,
                path: str | os.PathLike[str], *, max_bytes: int | None = None, crf: int = 23,
                video_bitrate: int | None = None, audio_bitrate: int = 128_000,
-               preset: str = "medium") -> EncodeInfo:
-    """Write frames (T, H, W, 3) uint8 RGB and 48 kHz audio to an MP4 at `path`."""
+               preset: str = "medium", on_frame: StepCallback | None = None) -> EncodeInfo:
+    """Write frames (T, H, W, 3) uint8 RGB and 48 kHz audio to an MP4 at `path`.
+
+    ``on_frame(done, total)`` is called after each video frame of each attempt; an exception it
+    raises stops the encode and leaves nothing at `path`.
+    """
     video = _even(np.asarray(frames))
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -95,7 +99,7 @@ def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | No
     settings = _Settings(None if video_bitrate else crf, video_bitrate, audio_bitrate)
     try:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            _write(tmp, video, fps, audio, settings, preset)
+            _write(tmp, video, fps, audio, settings, preset, on_frame)
             size = tmp.stat().st_size
             if max_bytes is None or size <= max_bytes:
                 os.replace(tmp, target)
@@ -146,7 +150,8 @@ def _path_error(target: Path, exc: OSError) -> OutputPathError:
     return OutputPathError(f"Can't save the video to {target}: {why}.")
 
 
-def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Settings, preset: str) -> None:
+def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Settings, preset: str,
+           on_frame: StepCallback | None = None) -> None:
     options = {"movflags": "+faststart", "fflags": "+bitexact"}
     with av.open(str(tmp), mode="w", format="mp4", options=options) as out:
         vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -170,6 +175,8 @@ def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Sett
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
             out.mux(vs.encode(frame))
+            if on_frame is not None:
+                on_frame(i + 1, len(video))
         out.mux(vs.encode(None))
         for start in range(0, audio.shape[1], AAC_FRAME):  # the last frame may be shorter
             chunk = np.ascontiguousarray(audio[:, start:start + AAC_FRAME])

@@ -7,6 +7,10 @@
 The music stream needs only the plan, so it starts with the video stream in its own thread:
 wall time approaches max(video, music), not their sum. Everything from the analysis on
 takes any frames, so a user's own video can get a soundtrack with :func:`score_frames`.
+
+Every stage reports its start (fraction 0) and checks the optional :class:`Cancellation`
+between its steps (denoising steps, audio tokens, encoded frames), so a stopped job ends within
+one model step wherever it is (see :mod:`gpu_worker.cancellation`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from gpu_worker.audio import (
     load_music_model,
     load_sfx_model,
 )
-from gpu_worker.audio_types import SAMPLE_RATE
+from gpu_worker.audio_types import SAMPLE_RATE, StepCallback
+from gpu_worker.cancellation import Cancellation
 from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
 from gpu_worker.placement import onset_near, place_sfx
@@ -205,9 +210,32 @@ class _Timer:
             self.timings[name] = time.perf_counter() - start
 
 
-def _report(on_progress: ProgressCallback | None, stage: str, fraction: float, percent: float) -> None:
+def _report(
+    on_progress: ProgressCallback | None, stage: str, fraction: float, percent: float,
+    cancel: Cancellation | None = None,
+) -> None:
+    """Check for a stop, then report; a stopped job never reports again."""
+    _check(cancel, stage)
     if on_progress is not None:
         on_progress(ProgressEvent(stage, min(1.0, fraction), min(100.0, percent)))
+
+
+def _check(cancel: Cancellation | None, where: str) -> None:
+    if cancel is not None:
+        cancel.check(where)
+
+
+def _checking(cancel: Cancellation | None, where: str, then: StepCallback | None = None) -> StepCallback | None:
+    """A step callback that checks for a stop at every step, then calls ``then``."""
+    if cancel is None:
+        return then
+
+    def step(done: int, total: int) -> None:
+        cancel.check(where)
+        if then is not None:
+            then(done, total)
+
+    return step
 
 
 def generate_clip(
@@ -215,24 +243,30 @@ def generate_clip(
     request: ClipRequest,
     output: Path,
     on_progress: ProgressCallback | None = None,
+    cancel: Cancellation | None = None,
 ) -> ClipResult:
-    """Prompt in, MP4 at ``output`` out (see the module docstring for the chain)."""
+    """Prompt in, MP4 at ``output`` out (see the module docstring for the chain).
+
+    Once ``cancel`` is set, the next check in whichever stage runs raises ``JobCancelled``.
+    """
     output = Path(output)
     check_request(request, models.preset, output)
     timer = _Timer()
     start = time.perf_counter()
-    _report(on_progress, "plan", 0.0, STAGE_START["plan"])
+    _report(on_progress, "plan", 0.0, STAGE_START["plan"], cancel)
     with timer.stage("plan"):
         plan = plan_prompt(request.prompt)
-    _report(on_progress, "plan", 1.0, STAGE_START["streams"])
+    _report(on_progress, "plan", 1.0, STAGE_START["streams"], cancel)
     n_frames = frame_count(models.preset, request.seconds)
     clip_seconds = n_frames / models.preset.fps
 
-    frames, fps, music = run_streams(models, plan, clip_seconds, request.seed, timer, on_progress)
+    frames, fps, music = run_streams(
+        models, plan, clip_seconds, request.seed, timer, on_progress, cancel=cancel
+    )
     result = score_frames(
         models, plan, frames, fps, output, seed=request.seed, music=music,
         max_bytes=request.max_bytes, stems_dir=request.stems_dir, timer=timer,
-        on_progress=on_progress,
+        on_progress=on_progress, cancel=cancel,
     )
     timer.timings["total"] = time.perf_counter() - start
     result.timings = timer.timings
@@ -246,8 +280,14 @@ def run_streams(
     seed: int,
     timer: _Timer,
     on_progress: ProgressCallback | None = None,
+    *,
+    cancel: Cancellation | None = None,
 ) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """The video stream and the music stream, started together in two threads."""
+    """The video stream and the music stream, started together in two threads.
+
+    A stop ends both: each checks at every step, and the video stream waits for the music
+    thread to end before it returns or raises.
+    """
     done = {"video": 0.0, "music": 0.0 if plan.music.enabled else 1.0}
     span = STAGE_START["analysis"] - STAGE_START["streams"]
 
@@ -255,17 +295,19 @@ def run_streams(
         def report(current: int, total: int) -> None:
             done[stream] = current / max(1, total)
             overall = STAGE_START["streams"] + span * (done["video"] + done["music"]) / 2
-            _report(on_progress, stream, done[stream], overall)
+            _report(on_progress, stream, done[stream], overall, cancel)
         return report
 
     def music_stream() -> np.ndarray | None:
         if not plan.music.enabled:
             return None
+        step("music")(0, 1)
         with timer.stage("music"):
             return generate_music(models.music, plan.music.description, clip_seconds, seed, step("music"))
 
     with timer.stage("streams"), ThreadPoolExecutor(1, thread_name_prefix="music") as pool:
         music_future = pool.submit(music_stream)
+        step("video")(0, 1)
         with timer.stage("video"):
             frames, fps = generate_frames(models.video, plan.visual_prompt, clip_seconds, seed, step("video"))
         music = music_future.result()
@@ -319,31 +361,39 @@ def score_frames(
     stems_dir: Path | None = None,
     timer: _Timer | None = None,
     on_progress: ProgressCallback | None = None,
+    cancel: Cancellation | None = None,
 ) -> ClipResult:
     """Sound for any frames: analysis -> ambience + timed SFX (+ music if not given) -> MP4."""
     timer = timer or _Timer()
     duration = len(frames) / fps
-    _report(on_progress, "analysis", 0.0, STAGE_START["analysis"])
+    _report(on_progress, "analysis", 0.0, STAGE_START["analysis"], cancel)
     with timer.stage("analysis"):
         analysis = analyze_frames(frames, fps)
         events = choose_events(plan, analysis)
         cues = sfx_descriptions(plan, events)
-    _report(on_progress, "analysis", 1.0, STAGE_START["sound"])
+    _report(on_progress, "analysis", 1.0, STAGE_START["sound"], cancel)
     if music is None and plan.music.enabled:
         with timer.stage("music"):
-            music = generate_music(models.music, plan.music.description, duration, seed)
+            music = generate_music(
+                models.music, plan.music.description, duration, seed, _checking(cancel, "music")
+            )
 
-    _report(on_progress, "sound", 0.0, STAGE_START["sound"])
+    _report(on_progress, "sound", 0.0, STAGE_START["sound"], cancel)
     n = round(duration * SAMPLE_RATE)
     with timer.stage("sound"):
         ambience = None
         if plan.ambience.enabled:
             text = ", ".join([plan.ambience.description, *analysis.cues[:2]])
-            ambience = generate_ambience(models.sfx, text, duration, seed + 1)
-        clips = generate_sfx_batch(models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2)
+            ambience = generate_ambience(
+                models.sfx, text, duration, seed + 1, _checking(cancel, "ambience")
+            )
+        clips = generate_sfx_batch(
+            models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2, _checking(cancel, "sfx")
+        )
         sfx_track = place_sfx(clips, [e.time for e in events], n) if clips else None
 
-    _report(on_progress, "sound", 1.0, STAGE_START["mix"])
+    _report(on_progress, "sound", 1.0, STAGE_START["mix"], cancel)
+    _report(on_progress, "mix", 0.0, STAGE_START["mix"], cancel)
     with timer.stage("mix"):
         mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
         placed = [
@@ -351,9 +401,13 @@ def score_frames(
             for (label, _), event in zip(cues, events, strict=True)
         ]
 
-    _report(on_progress, "mix", 1.0, STAGE_START["encode"])
+    _report(on_progress, "mix", 1.0, STAGE_START["encode"], cancel)
+    _report(on_progress, "encode", 0.0, STAGE_START["encode"], cancel)
     with timer.stage("encode"):
-        encoded = encode_mp4(frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast")
+        encoded = encode_mp4(
+            frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
+            on_frame=_checking(cancel, "encode"),
+        )
         if stems_dir is not None:
             write_stems(stems_dir, mixed.stems)
     _report(on_progress, "encode", 1.0, 100.0)

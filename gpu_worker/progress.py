@@ -7,8 +7,8 @@ is; the pub/sub message wakes watchers at once, so nobody polls in a tight loop.
 
 Writes go out one at a time, in order, and only the newest unsent state is kept: a slow or
 restarting Redis never reorders progress nor piles up a backlog in front of the last report.
-The callback is also where a stopped job (timeout, shutdown) stops its pipeline thread: once
-``cancelled`` is set, the next report raises :class:`JobCancelled` inside that thread.
+:meth:`ProgressPublisher.flush` waits for what was sent, so a job's result is never followed
+by a late report. Stopping a job is :mod:`gpu_worker.cancellation`'s business, not this one's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -30,10 +29,6 @@ if TYPE_CHECKING:  # the pipeline pulls in torch: ``arq --check`` must not wait 
     from gpu_worker.pipeline import ProgressEvent
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    """Raised in the pipeline thread at its next progress report once the job was stopped."""
 
 
 class ProgressPublisher:
@@ -52,15 +47,12 @@ class ProgressPublisher:
         self.loop = loop
         self.min_interval_s = min_interval_s
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.cancelled = threading.Event()
         self._last_sent = 0.0
         self._pending: dict[str, str] | None = None  # touched on the loop only
         self._sender: asyncio.Task[None] | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         """Report from any thread; drops updates closer than ``min_interval_s`` (not the last)."""
-        if self.cancelled.is_set():
-            raise JobCancelled(f"job {self.job_id} was stopped")
         now = time.monotonic()
         if event.percent < 100 and now - self._last_sent < self.min_interval_s:
             return
@@ -75,6 +67,12 @@ class ProgressPublisher:
         self._submit(self._fields(stage, percent, detail))
         assert self._sender is not None
         await asyncio.shield(self._sender)
+
+    async def flush(self) -> None:
+        """Wait until every report handed over so far was sent (or given up on)."""
+        await asyncio.sleep(0)  # run the call_soon_threadsafe hand-overs queued before now
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
 
     def _fields(self, stage: str, percent: float, detail: str) -> dict[str, str]:
         return {

@@ -11,7 +11,16 @@ the same ``TALKIES_REDIS_URL`` as the bots. More GPUs or hosts = more workers on
   ``TALKIES_WORKER_SHUTDOWN_GRACE_S``; after that it is cancelled and arq re-queues it for
   another worker (never half-delivered: delivery is the bot's job, after the result exists).
 * A cancelled job (shutdown, or past ``TALKIES_JOB_TIMEOUT_S``) stops its pipeline thread at
-  the next progress report, and holds its slot until it has: no job runs beside its remains.
+  the next check of whichever stage runs (:mod:`gpu_worker.cancellation`: every model step and
+  encoded frame). Until it has stopped, the job keeps its slot and the worker keeps renewing
+  arq's in-progress key, so no other worker starts the job beside its remains however long
+  the stop takes.
+* One job at a time: the models (one diffusers pipeline, audiocraft's generation parameters)
+  are shared, so ``TALKIES_WORKER_MAX_JOBS`` other than 1 is refused at start. Run one worker
+  per GPU instead.
+* When its models are loaded, the worker announces its preset's limits in Redis
+  (:mod:`gpu_worker.capabilities`) so the bots only offer lengths it can make; it warns at
+  start when its preset can't make ``TALKIES_MAX_CLIP_SECONDS``.
 * A Redis restart (up to ~30 s) is ridden out: see :func:`worker_redis_settings`.
 * A worker killed outright leaves arq's in-progress key, which expires after the job timeout
   (+10 s); the job then runs again elsewhere, at most ``TALKIES_WORKER_MAX_TRIES`` times.
@@ -21,21 +30,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from arq import ArqRedis
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.worker import func
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config import load_settings
-from gpu_worker.progress import JobCancelled, ProgressPublisher
+from config import Settings, load_settings
+from config.settings import ConfigError
+from gpu_worker import stage_hold
+from gpu_worker.cancellation import Cancellation, JobCancelled
+from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
+from gpu_worker.progress import ProgressPublisher
 from gpu_worker.protocol import (
     GENERATE_VIDEO,
     QUEUE_NAME,
@@ -46,12 +66,29 @@ from gpu_worker.protocol import (
 )
 
 log = logging.getLogger(__name__)
-SETTINGS = load_settings()
 REDIS_RETRIES = 30  # about 0.2 + 0.4 + 0.8 + 27 x 1 s
+# While a stopped job's pipeline winds down, arq's in-progress key is pushed this far ahead,
+# this often: a worker that dies meanwhile frees the job within STOPPING_KEY_TTL_S.
+STOPPING_KEY_TTL_S = 10.0
+STOPPING_RENEW_EVERY_S = 2.0
 
 
 class JobRejected(UserError):
     """A payload or result this worker refuses; the bot shows the text for its ``code``."""
+
+
+def check_worker_settings(settings: Settings) -> Settings:
+    """Refuse settings a worker can't honour, naming the variable."""
+    if settings.worker_max_jobs != 1:
+        raise ConfigError(
+            f"TALKIES_WORKER_MAX_JOBS={settings.worker_max_jobs} is not supported: a worker runs "
+            "one job at a time, because concurrent jobs would share its one video pipeline and "
+            "audio models (and its GPU). Leave it at 1 and start one worker per GPU instead."
+        )
+    return settings
+
+
+SETTINGS = check_worker_settings(load_settings())
 
 
 def _log_through_arq() -> None:
@@ -73,7 +110,28 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["models"] = await asyncio.to_thread(
         load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True
     )
-    log.info("models loaded: preset %s on %s", ctx["models"].preset.name, ctx["models"].device)
+    preset = ctx["models"].preset
+    log.info("models loaded: preset %s on %s", preset.name, ctx["models"].device)
+    if preset.max_seconds < SETTINGS.max_clip_seconds:
+        log.warning(
+            "preset %r makes clips of at most %.2f s, less than TALKIES_MAX_CLIP_SECONDS=%g: "
+            "while this worker runs, the bots offer clips up to %.2f s",
+            preset.name, preset.max_seconds, SETTINGS.max_clip_seconds, preset.max_seconds,
+        )
+    record = WorkerCapabilities.of(f"{socket.gethostname()}:{os.getpid()}", preset)
+    ctx["announcer"] = CapabilityAnnouncer(ctx["redis"], record)
+    await ctx["announcer"].start()
+    log.info("announced: preset %s, up to %.2f s at %d fps, %dx%d", record.preset,
+             record.max_seconds, record.fps, record.width, record.height)
+    if stage_hold.hold_dir() is not None:
+        log.warning("test hook on: %s=%s holds jobs at stages (never set this in production)",
+                    stage_hold.ENV_VAR, stage_hold.hold_dir())
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    announcer: CapabilityAnnouncer | None = ctx.get("announcer")
+    if announcer is not None:
+        await announcer.stop()
 
 
 async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -92,26 +150,26 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
     publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop())
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
+    held = stage_hold.hold_dir()
+    on_progress = publish if held is None else stage_hold.StageHold(held, job_id, publish)
+    cancel = Cancellation()
     with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
         output = Path(tmp) / "clip.mp4"
         work = asyncio.ensure_future(
-            asyncio.to_thread(generate_clip, ctx["models"], request, output, publish)
+            asyncio.to_thread(generate_clip, ctx["models"], request, output, on_progress, cancel)
         )
         try:
             result = await asyncio.shield(work)
         except asyncio.CancelledError:
             # Timed out or shutting down. A thread can't be killed: tell the pipeline to stop
-            # at its next progress report and hold this job's slot (the GPU) until it has, so
-            # the next job never runs beside the remains of this one.
-            publish.cancelled.set()
+            # at its next check and hold this job's slot (the GPU) and its in-progress key until
+            # it has, so neither this worker nor another runs anything beside its remains.
+            cancel.cancel()
+            log.warning("job %s (try %s) cancelled: stopping its pipeline", job_id, ctx.get("job_try", 1))
             stopping = time.monotonic()
-            try:
-                await work
-                how = "had finished anyway"
-            except JobCancelled:
-                how = "stopped"
-            except BaseException as exc:  # noqa: BLE001 - a pipeline error, or cancelled again
-                how = f"ended with {type(exc).__name__}"
+            async with _holding_in_progress_key(ctx["redis"], job_id):
+                how = await _stopped(work)
+                await publish.flush()  # no progress report may land after the result
             log.warning(
                 "job %s cancelled (try %s); its pipeline %s %.1f s later",
                 job_id, ctx.get("job_try", 1), how, time.monotonic() - stopping,
@@ -130,6 +188,54 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         "timings": result.timings,
         "sync": result.sync,
     }
+
+
+async def _stopped(work: asyncio.Future[Any]) -> str:
+    """Wait for a cancelled pipeline thread to end; how it ended, for the log."""
+    while True:
+        try:
+            await asyncio.shield(work)
+            return "had finished anyway"
+        except JobCancelled as exc:
+            return f"stopped during {exc.where}"
+        except asyncio.CancelledError:
+            if work.done():
+                return "was cancelled"
+            continue  # cancelled again (e.g. shutdown during a timeout): keep waiting
+        except Exception as exc:  # noqa: BLE001 - a pipeline error while stopping
+            return f"ended with {type(exc).__name__}"
+
+
+@asynccontextmanager
+async def _holding_in_progress_key(redis: ArqRedis, job_id: str) -> AsyncIterator[None]:
+    """Keep arq's in-progress key of ``job_id`` alive while the block runs.
+
+    arq sets it to expire at the job timeout + 10 s. A stop that takes longer would let another
+    worker start the job beside this one's remains; renewing it every few seconds prevents that
+    however long the stop takes, while a worker that dies still frees the job soon.
+    ``PEXPIRE`` never recreates a key that is gone.
+    """
+    key = in_progress_key_prefix + job_id
+
+    async def renew() -> None:
+        started, renewals = time.monotonic(), 0
+        while True:
+            try:
+                await redis.pexpire(key, int(STOPPING_KEY_TTL_S * 1000))
+            except (RedisError, OSError) as exc:
+                log.warning("job %s: could not renew its in-progress key (%s)", job_id, exc)
+            await asyncio.sleep(STOPPING_RENEW_EVERY_S)
+            renewals += 1
+            if renewals % 15 == 0:
+                log.warning("job %s: its pipeline is still stopping after %.0f s",
+                            job_id, time.monotonic() - started)
+
+    renewing = asyncio.create_task(renew(), name=f"renew-{job_id}")
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        await asyncio.gather(renewing, return_exceptions=True)
 
 
 def worker_redis_settings(url: str) -> RedisSettings:
@@ -158,7 +264,8 @@ class WorkerSettings:
     job_serializer = staticmethod(serialize)
     job_deserializer = staticmethod(deserialize)
     on_startup = startup
-    max_jobs = SETTINGS.worker_max_jobs
+    on_shutdown = shutdown
+    max_jobs = 1  # see check_worker_settings
     job_timeout = SETTINGS.job_timeout_s
     max_tries = SETTINGS.worker_max_tries
     keep_result = SETTINGS.result_ttl_s

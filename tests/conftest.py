@@ -20,6 +20,7 @@ from bot.service import Service
 from config import Settings, load_settings
 from gpu_worker.protocol import create_queue_pool
 from storage import Database
+from tests.workers import StageHolds
 
 
 def free_port() -> int:
@@ -141,17 +142,30 @@ def tiny_model_cache(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="module")
+def stage_holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
+    """The ``worker`` fixture's stage-hold hook: hold its jobs at a stage until released."""
+    holds = StageHolds(tmp_path_factory.mktemp("stage-holds"))
+    yield holds
+    holds.release()
+
+
+@pytest.fixture(scope="module")
 def worker(
-    redis_server: RedisServer, tiny_model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer, tiny_model_cache: Path, tmp_path_factory: pytest.TempPathFactory,
+    stage_holds: StageHolds,
 ) -> Iterator[Path]:
     """A real arq GPU worker (tiny preset) on the shared Redis for one test module; its log.
 
     Module-scoped on purpose: a worker left running would take the jobs that other modules'
-    tests enqueue on the same Redis and expect to find still queued.
+    tests enqueue on the same Redis and expect to find still queued. Its jobs can be held at a
+    stage with ``stage_holds``.
     """
     from tests.workers import WorkerPool
 
-    pool = WorkerPool(redis_server.url, tiny_model_cache, tmp_path_factory.mktemp("worker-logs"))
+    pool = WorkerPool(
+        redis_server.url, tiny_model_cache, tmp_path_factory.mktemp("worker-logs"),
+        env=stage_holds.env,
+    )
     process = pool.spawn()
     try:
         yield process.log_path

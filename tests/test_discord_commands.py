@@ -17,6 +17,8 @@ from arq import ArqRedis
 from bot.discord_bot import ShardedTalkiesClient, TalkiesClient
 from bot.service import Service
 from config import Settings, load_settings
+from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
+from gpu_worker.presets import PRESETS
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
 from tests.discord_fake import (
@@ -143,6 +145,36 @@ async def test_help_is_ephemeral_and_lists_the_commands(
         text = callback.body["data"]["content"]
         for command in ("/video", "/credits", "/cancel", "/grant", "/pool"):
             assert command in text
+
+
+async def test_help_and_video_follow_the_lengths_the_live_workers_can_make(
+    fake: FakeDiscord, settings: Settings, service: Service, queue: ArqRedis
+) -> None:
+    async with running_bot(fake, settings, service):
+        record = await fake.slash("help")
+        await fake.wait_for(lambda: record.responded)
+        text = fake.find("POST", rf"/interactions/{record.id}/{record.token}/callback")[0].body["data"]["content"]
+        assert "make a 1\u201310 s clip" in text and "no GPU worker has reported" in text
+
+        wan = WorkerCapabilities.of("gpu:1", PRESETS["wan"])  # as a wan worker announces itself
+        announcer = CapabilityAnnouncer(queue, wan)
+        await announcer.start()
+        try:
+            longest = f"{int(wan.max_seconds * 100) / 100:g}"
+            record = await fake.slash("help")
+            await fake.wait_for(lambda: record.responded)
+            text = fake.find("POST", rf"/interactions/{record.id}/{record.token}/callback")[0].body["data"]["content"]
+            assert f"make a 1\u2013{longest} s clip" in text
+            assert f"the video model running now, wan, makes at most {longest} s" in text
+
+            refused = await fake.slash("video", [opt("prompt", "waves"), opt("seconds", 8, 4)])
+            assert await ephemeral_error(fake, refused) == (
+                f"Clips can be 1 to {longest} seconds long (the video model running now, wan, "
+                f"makes at most {longest} s); you asked for 8. You were not charged."
+            )
+            assert await service.jobs.unfinished() == [] and await queue.zcard(QUEUE_NAME) == 0
+        finally:
+            await announcer.stop()
 
 
 async def test_credits_shows_balance_daily_grant_and_jobs_in_flight(

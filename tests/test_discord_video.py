@@ -5,6 +5,10 @@ one 1-second clip and checks what the fake Discord recorded: the deferral, the s
 order and at the allowed pace, the final multipart upload (ffprobe), the credits; plus a 429,
 an upload limit below the clip's natural size, a token that expires mid-job, a gateway
 reconnect and a bot restart in the middle of a job.
+
+What must happen "mid-job" happens while the worker holds the job at the start of its video
+stage (the worker's explicit test hook, ``stage_holds``), so no test depends on how fast the
+machine makes a clip.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from bot.service import Actor, Service
 from config import Settings
 from storage import Job, JobStatus
 from tests.conftest import ffprobe
+from tests.workers import StageHolds
 from tests.discord_fake import (
     FakeDiscord,
     InteractionRecord,
@@ -39,11 +44,12 @@ USER = 1001
 
 
 @pytest.fixture
-async def fake(worker: Path) -> AsyncIterator[FakeDiscord]:
+async def fake(worker: Path, stage_holds: StageHolds) -> AsyncIterator[FakeDiscord]:
     server = FakeDiscord(heartbeat_interval_ms=500)
     await server.start()
     server.install()
     yield server
+    stage_holds.release()  # a failed test may have left a job held
     server.uninstall()
     await server.close()
 
@@ -84,22 +90,34 @@ async def ledger(service: Service, job_id: str) -> list[str]:
 
 
 async def settled(service: Service, record: InteractionRecord) -> Job:
-    """The job once the watcher committed it (right after the upload is confirmed)."""
-    for _ in range(100):
-        job = await the_job(service, record)
-        if job.status.finished:
-            return job
+    """The job once the watcher settled it (it commits right after the upload is confirmed)."""
+    deadline = asyncio.get_running_loop().time() + CLIP_TIMEOUT_S
+    while not (job := await the_job(service, record)).status.finished:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job.id} still {job.status.value}")
         await asyncio.sleep(0.05)
-    return await the_job(service, record)
+    return job
+
+
+async def generating_while_held(
+    fake: FakeDiscord, worker: Path, holds: StageHolds, record: InteractionRecord
+) -> None:
+    """Wait until the job is held at its video stage and the user sees "Generating"."""
+    await holds.wait_held("video", timeout=CLIP_TIMEOUT_S)
+    await wait_delivered(fake, worker, lambda: generating(fake, record))
 
 
 async def test_video_end_to_end(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path
+    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    stage_holds: StageHolds,
 ) -> None:
     # One of the progress edits is rate limited: it must be retried, not lost or reordered.
     fake.rate_limit_next("PATCH", r"/webhooks/\d+/tok\d+/messages/@original", 0.4, skip=1)
+    stage_holds.hold("video")  # "Generating" is shown however fast the clip is made
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL):
         record = await start_video(fake)
+        await generating_while_held(fake, worker, stage_holds, record)
+        stage_holds.release("video")
         upload = await wait_delivered(fake, worker, lambda: final_upload(fake, record.token))
         job = await settled(service, record)
 
@@ -149,15 +167,18 @@ async def test_video_end_to_end(
 
 
 async def test_bot_restart_mid_job_delivers_once(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path
+    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    stage_holds: StageHolds,
 ) -> None:
+    stage_holds.hold("video")
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL):
         record = await start_video(fake)
-        await wait_delivered(fake, worker, lambda: generating(fake, record))
+        await generating_while_held(fake, worker, stage_holds, record)
     # the first process is gone mid-job
     job = await the_job(service, record)
     assert not job.status.finished
     assert final_upload(fake, record.token) is None
+    stage_holds.release("video")
 
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL) as second:
         assert second.watcher is not None
@@ -173,16 +194,19 @@ async def test_bot_restart_mid_job_delivers_once(
 
 async def test_upload_limit_below_the_clip_size_and_a_gateway_drop_mid_job(
     worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, stage_holds: StageHolds,
 ) -> None:
     limit = 40_000  # a tiny 1 s clip is ~55 kB at the worker's default bit rate
+    stage_holds.hold("video")  # the gateway drops and comes back while the job is mid-way
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL) as bot:
         record = await start_video(fake, attachment_size_limit=limit)
-        await wait_delivered(fake, worker, lambda: generating(fake, record))
+        await generating_while_held(fake, worker, stage_holds, record)
         await fake.drop_gateway(code=4000)
+        await fake.wait_for(lambda: fake.resumes() == 1 and fake.connected(), timeout=CLIP_TIMEOUT_S)
+        stage_holds.release("video")
         upload = await wait_delivered(fake, worker, lambda: final_upload(fake, record.token))
         job = await settled(service, record)
-        await fake.wait_for(lambda: bot.client.is_ready() and fake.connected())
+        assert bot.client.is_ready()
     assert job.params["max_bytes"] == limit
     assert isinstance(upload, Recorded)
     data = upload.files[0].data
@@ -196,15 +220,18 @@ async def test_upload_limit_below_the_clip_size_and_a_gateway_drop_mid_job(
 
 
 async def test_token_expired_before_delivery_posts_to_the_channel(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path
+    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    stage_holds: StageHolds,
 ) -> None:
     wall = WallClock()
+    stage_holds.hold("video")  # the token expires while the job is still mid-way
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL, clock=wall):
         record = await start_video(fake)
-        await wait_delivered(fake, worker, lambda: generating(fake, record))
+        await generating_while_held(fake, worker, stage_holds, record)
         wall.advance(15 * 60)
         fake.expire_token(record.token)
         cutoff = len(fake.requests)
+        stage_holds.release("video")
         posts = await wait_delivered(
             fake, worker, lambda: fake.find("POST", rf"/channels/{fake.channel_id}/messages")
         )

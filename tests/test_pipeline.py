@@ -13,10 +13,12 @@ import pytest
 import soundfile
 
 from gpu_worker.audio_types import SAMPLE_RATE
+from gpu_worker.cancellation import Cancellation, JobCancelled
 from gpu_worker.mix import integrated_loudness
 from gpu_worker.pipeline import (
     ClipRequest,
     Models,
+    STAGE_LABELS,
     PipelineError,
     ProgressEvent,
     generate_clip,
@@ -72,6 +74,44 @@ def test_end_to_end_mp4_streams_stems_and_progress(models: Models, tmp_path: Pat
     assert percents[-1] == 100.0
     assert all(b >= a - 1e-9 for a, b in zip(percents, percents[1:]))
     assert set(result.timings) >= {"plan", "video", "music", "streams", "analysis", "sound", "mix", "encode", "total"}
+
+
+STAGE_ORDER = ["plan", "video", "analysis", "sound", "mix", "encode"]  # music runs beside video
+
+
+@pytest.mark.parametrize(
+    ("stage", "stopped_in"),
+    [
+        ("video", {"video"}),  # a denoising step
+        ("music", {"music", "video"}),  # a music token, or the video stream beside it
+        ("analysis", {"analysis"}),
+        ("sound", {"ambience"}),  # an AudioGen token: the stage used to report nothing
+        ("mix", {"mix"}),
+        ("encode", {"encode"}),  # an encoded frame: the stage used to report nothing
+    ],
+)
+def test_a_stop_ends_the_pipeline_inside_the_stage_it_is_in(
+    models: Models, tmp_path: Path, stage: str, stopped_in: set[str]
+) -> None:
+    """The stop is set the moment ``stage`` starts: the very next check, in that stage, ends
+    the run; no later stage starts and no MP4 is left behind."""
+    cancel = Cancellation()
+    seen: list[ProgressEvent] = []
+
+    def on_progress(event: ProgressEvent) -> None:
+        seen.append(event)
+        if event.stage == stage and event.fraction == 0.0:
+            cancel.cancel()
+
+    request = ClipRequest("a wave crashes on rocks at sunset, calm piano, seagulls", seconds=1.0, seed=1)
+    output = tmp_path / "clip.mp4"
+    with pytest.raises(JobCancelled) as stopped:
+        generate_clip(models, request, output, on_progress, cancel)
+    assert stopped.value.where in stopped_in
+    assert set(STAGE_LABELS) >= {e.stage for e in seen}
+    later = STAGE_ORDER[STAGE_ORDER.index("video" if stage == "music" else stage) + 1:]
+    assert not [e for e in seen if e.stage in later], seen
+    assert not output.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_fixed_seed_gives_the_same_bytes(models: Models, tmp_path: Path) -> None:

@@ -3,18 +3,22 @@ real SQLite, the real service and watcher. Only the chat platform is a stand-in
 (:class:`RecordingFrontend`), recording what a user would see.
 
 Covers the happy path, two workers sharing a queue, a worker killed mid-job, a Redis restart,
-a bot restart (also in the middle of an upload), job timeouts, duplicate enqueues, cancels,
-per-user limits, queue waits past the limit, a queue that lost its data, failures reported by
-a worker or by the platform, and arq's health check.
+a bot restart (also in the middle of an upload), job timeouts and a worker whose pipeline hangs
+past its timeout, duplicate enqueues, cancels, per-user limits, queue waits past the limit, a
+queue that lost its data, failures reported by a worker or by the platform, the limits workers
+announce, and arq's health check.
 
 "Ran exactly once" is read from the workers' own logs (arq logs a line each time a worker
-starts a job), over every worker process the module ever started.
+starts a job), over every worker process the module ever started. Jobs that must still be
+running when a test acts are held at a stage by the workers' explicit test hook
+(:class:`tests.workers.StageHolds`), never assumed to take long enough.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,17 +26,19 @@ from pathlib import Path
 import msgpack
 import pytest
 from arq import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 from bot.delivery import DeliveryError, Progress, VideoResult
 from bot.service import Actor, Service, UserFacingError
 from bot.watcher import JobWatcher
 from config import Settings, load_settings
 from config.settings import Platform
-from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool, progress_key
+from gpu_worker.capabilities import WORKER_KEY_PREFIX, WorkerCapabilities, live_workers
+from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool
+from gpu_worker.worker import STOPPING_RENEW_EVERY_S
 from storage import Database, Job, JobStatus, NewJob
 from tests.conftest import Clock, RedisServer, ffprobe, free_port
-from tests.workers import ARQ, REPO, WorkerPool
+from tests.workers import ARQ, REPO, StageHolds, WorkerPool, WorkerProcess, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +49,13 @@ ALICE = Actor("telegram", "1001", "alice")
 BOB = Actor("telegram", "1002", "bob")
 CAROL = Actor("telegram", "1003", "carol")
 HEALTH_KEY = QUEUE_NAME + ":health-check"
+WORKER_MAX_CLIP_SECONDS = 60  # above what the tiny preset makes (30.125 s): workers warn
+TIMED_OUT = "Your video took too long to generate and was stopped. You were not charged."
+
+
+def is_worker_state(key: str) -> bool:
+    """The workers' own records (health, announced limits), which they rewrite by themselves."""
+    return key == HEALTH_KEY or key.startswith(WORKER_KEY_PREFIX)
 
 
 # -- the stand-in chat platform -----------------------------------------------------------------
@@ -107,8 +120,17 @@ def queue_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServe
 
 
 @pytest.fixture(scope="module")
+def holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
+    """The workers' stage-hold hook for this module; every hold is released at the end."""
+    stage_holds = StageHolds(tmp_path_factory.mktemp("stage-holds"))
+    yield stage_holds
+    stage_holds.release()
+
+
+@pytest.fixture(scope="module")
 def pool(
-    queue_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    queue_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+    holds: StageHolds,
 ) -> Iterator[WorkerPool]:
     """Worker processes for this module (started on demand); always stopped at the end."""
     workers = WorkerPool(
@@ -120,6 +142,8 @@ def pool(
             "TALKIES_WORKER_MAX_TRIES": "3",
             "TALKIES_WORKER_SHUTDOWN_GRACE_S": "2",
             "TALKIES_RESULT_TTL_S": "300",
+            "TALKIES_MAX_CLIP_SECONDS": str(WORKER_MAX_CLIP_SECONDS),
+            **holds.env,
         },
     )
     try:
@@ -129,15 +153,18 @@ def pool(
 
 
 @pytest.fixture
-async def redis(queue_redis: RedisServer, pool: WorkerPool) -> AsyncIterator[ArqRedis]:
+async def redis(
+    queue_redis: RedisServer, pool: WorkerPool, holds: StageHolds
+) -> AsyncIterator[ArqRedis]:
     """The bots' queue pool on this module's Redis, emptied for each test."""
     if queue_redis.process is None:  # a test stopped it and failed before starting it again
         queue_redis.start()
     queue = await create_queue_pool(queue_redis.url)
-    keys = [key for key in await queue.keys("*") if key.decode() != HEALTH_KEY]
-    if keys:  # everything but the workers' health record (arq rewrites it every 10 s)
+    keys = [key for key in await queue.keys("*") if not is_worker_state(key.decode())]
+    if keys:  # everything but the workers' own records (they rewrite them every 10 s)
         await queue.delete(*keys)
     yield queue
+    holds.release()  # a test may have held a stage
     for worker in pool.workers:
         worker.resume()  # a test may have paused some
     await queue.aclose()
@@ -186,12 +213,17 @@ async def wait_until(
 
 
 async def wait_settled(
-    frontend: RecordingFrontend, job_ids: list[str], pool: WorkerPool, timeout: float = SETTLE_S
+    frontend: RecordingFrontend, job_ids: list[str], pool: WorkerPool, timeout: float = SETTLE_S,
+    watchers: tuple[JobWatcher, ...] = (),
 ) -> None:
-    await wait_until(
-        lambda: all(frontend.settled(j) for j in job_ids), timeout, f"jobs {job_ids} to settle", pool
-    )
-    await asyncio.sleep(0.3)  # a second delivery or message would show up now
+    """Every job delivered or refused, and done with: no watcher task follows it any more (so
+    nothing more can reach the user) and its settlement is recorded in SQLite."""
+    def done() -> bool:
+        return all(frontend.settled(j) for j in job_ids) and not any(
+            set(job_ids) & watcher.following for watcher in watchers
+        )
+
+    await wait_until(done, timeout, f"jobs {job_ids} to settle", pool)
 
 
 async def ledger_kinds(service: Service, job_id: str) -> list[str]:
@@ -215,8 +247,8 @@ async def job_status(service: Service, job_id: str) -> JobStatus:
 
 
 async def leftover_keys(redis: ArqRedis) -> set[str]:
-    """Keys in Redis other than the workers' health record."""
-    return {key.decode() for key in await redis.keys("*")} - {HEALTH_KEY}
+    """Keys in Redis other than the workers' own records."""
+    return {key.decode() for key in await redis.keys("*") if not is_worker_state(key.decode())}
 
 
 def assert_msgpack(blob: bytes | None) -> dict[str, object]:
@@ -260,7 +292,7 @@ async def test_a_video_is_made_delivered_once_and_charged_once(
     finally:
         for worker in workers:
             worker.resume()
-    await wait_settled(frontend, [job_id], pool)
+    await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
 
     # Progress: queued, then the worker's stages with a percent that never goes back, then
     # the upload.
@@ -302,7 +334,7 @@ async def test_two_workers_drain_the_queue_running_each_job_once(
     job_ids = [await request(service, actor) for actor in (ALICE, BOB, CAROL) for _ in range(2)]
     for job_id in job_ids:
         watcher.follow(job_id)
-    await wait_settled(frontend, job_ids, pool)
+    await wait_settled(frontend, job_ids, pool, watchers=(watcher,))
 
     for job_id in job_ids:
         assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
@@ -318,28 +350,25 @@ async def test_two_workers_drain_the_queue_running_each_job_once(
 # -- 3. a worker dies mid-job -----------------------------------------------------------------------
 async def test_a_worker_killed_mid_job_hands_the_job_to_another(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
-    frontend: RecordingFrontend,
+    frontend: RecordingFrontend, holds: StageHolds,
 ) -> None:
     await pool.ensure(2)
-    job_id = await request(service, ALICE, seconds=3.0)
+    holds.hold("video")  # mid-job for as long as this test needs, on any machine
+    job_id = await request(service, ALICE)
     watcher.follow(job_id)
-
-    async def mid_job() -> bool:
-        stage = await redis.hget(progress_key(job_id), "stage")
-        return stage not in (None, b"starting")
-
-    await wait_until(mid_job, 60, "the job to be under way", pool)
+    await holds.wait_held("video", job_id, SETTLE_S)
     [(victim_name, first_try)] = pool.started(job_id)
     assert first_try == 1
     victim = next(w for w in pool.workers if w.name == victim_name)
     victim.kill()
-    assert await redis.exists(result_key_prefix + job_id) == 0, "finished before the kill"
+    holds.release("video")
+    assert await redis.exists(result_key_prefix + job_id) == 0
     with pytest.raises(UserFacingError) as refused:  # it is running: no cancelling any more
         await service.cancel_job(ALICE, job_id)
     assert refused.value.code == "not_cancellable"
     pool.spawn()  # back to two workers for later tests, starting while we wait
 
-    await wait_settled(frontend, [job_id], pool, timeout=JOB_TIMEOUT_S + 10 + SETTLE_S)
+    await wait_settled(frontend, [job_id], pool, timeout=JOB_TIMEOUT_S + 10 + SETTLE_S, watchers=(watcher,))
     runs = sorted(pool.started(job_id), key=lambda run: run[1])  # by try, not by worker name
     assert runs[0] == (victim_name, 1) and len(runs) == 2, runs
     assert runs[1][0] != victim_name and runs[1][1] == 2, runs
@@ -375,7 +404,7 @@ async def test_a_redis_restart_loses_no_job(
     finally:
         queue_redis.start()
 
-    await wait_settled(frontend, job_ids, pool)
+    await wait_settled(frontend, job_ids, pool, watchers=(watcher,))
     for job_id in job_ids:
         assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == [], job_id
         assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
@@ -387,23 +416,27 @@ async def test_a_redis_restart_loses_no_job(
 # -- 5. the bot restarts -----------------------------------------------------------------------------
 async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     pool: WorkerPool, redis: ArqRedis, service: Service, frontend: RecordingFrontend,
+    holds: StageHolds,
 ) -> None:
     await pool.ensure(2)
+    holds.hold("video")  # the job stays mid-way until the bot has restarted
     first = JobWatcher(service, frontend, poll_interval_s=0.2)
-    job_id = await request(service, ALICE, seconds=3.0)
+    job_id = await request(service, ALICE)
     first.follow(job_id)
+    await holds.wait_held("video", job_id, SETTLE_S)
     await wait_until(
-        lambda: any(p.state == "running" for p in frontend.progress_of(job_id)), 60,
-        "the job to run", pool,
+        lambda: any(p.state == "running" for p in frontend.progress_of(job_id)), SETTLE_S,
+        "the job to show as running", pool,
     )
     await first.close()
-    assert frontend.deliveries == [], "the job finished before the restart; this proves nothing"
+    assert frontend.deliveries == []
     assert await job_status(service, job_id) is JobStatus.RUNNING
+    holds.release("video")
 
     second = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
         assert await second.resume() == 1
-        await wait_settled(frontend, [job_id], pool)
+        await wait_settled(frontend, [job_id], pool, watchers=(second,))
     finally:
         await second.close()
     third = JobWatcher(service, frontend, poll_interval_s=0.2)
@@ -438,7 +471,7 @@ async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
     second = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
         assert await second.resume() == 1
-        await wait_settled(frontend, [job_id], pool)
+        await wait_settled(frontend, [job_id], pool, watchers=(second,))
     finally:
         await second.close()
     assert frontend.lookups == [job_id]
@@ -447,28 +480,79 @@ async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
     assert await balance(service, ALICE) == (180, 0)
 
 
-# -- 6. a job that runs too long -----------------------------------------------------------------
+# -- 6. a job that runs too long, and a pipeline that hangs ----------------------------------------
+def worker_running(pool: WorkerPool, job_id: str) -> WorkerProcess:
+    [(name, _)] = pool.started(job_id)
+    return next(w for w in pool.workers if w.name == name)
+
+
 async def test_a_job_past_the_timeout_is_stopped_and_refunded(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
-    frontend: RecordingFrontend,
+    frontend: RecordingFrontend, holds: StageHolds,
 ) -> None:
+    """Held at the sound stage (ambience + SFX, which used to report nothing) until the worker
+    has timed the job out; released, the pipeline stops inside that stage."""
     await pool.ensure(2)
-    job_id = await request(service, ALICE, seconds=20.0)  # far more than JOB_TIMEOUT_S of work
+    holds.hold("sound")
+    job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await wait_settled(frontend, [job_id], pool, timeout=JOB_TIMEOUT_S + SETTLE_S)
+    await holds.wait_held("sound", job_id, SETTLE_S)
+    worker = worker_running(pool, job_id)
+    await wait_until(
+        lambda: f"job {job_id} (try 1) cancelled: stopping its pipeline" in worker.log(),
+        JOB_TIMEOUT_S + SETTLE_S, "the worker to time the job out", pool,
+    )
+    holds.release("sound")
+    await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
 
     assert frontend.delivered(job_id) == []
-    [message] = frontend.failed(job_id)
-    assert message == "Your video took too long to generate and was stopped. You were not charged."
+    assert frontend.failed(job_id) == [TIMED_OUT]
     assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
     assert await balance(service, ALICE) == (200, 0)
     assert [tries for _, tries in pool.started(job_id)] == [1]  # a timeout is not retried
-    # The pipeline thread stopped too: the worker said so, and no late progress report
-    # brings back the keys the watcher cleaned up.
-    [name] = [name for name, _ in pool.started(job_id)]
-    worker = next(w for w in pool.workers if w.name == name)
-    assert f"job {job_id} cancelled (try 1); its pipeline stopped" in worker.log(), worker.log()
-    await asyncio.sleep(1.0)
+    # The pipeline stopped at its first check in the ambience generation, and its progress
+    # reports were all sent before the result: none brings back the keys the watcher removed.
+    assert f"job {job_id} cancelled (try 1); its pipeline stopped during ambience" in worker.log()
+    assert await leftover_keys(redis) == set()
+
+
+async def test_a_worker_that_hangs_past_its_timeout_keeps_the_job_until_it_stops(
+    pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
+    frontend: RecordingFrontend, holds: StageHolds,
+) -> None:
+    """The pipeline hangs in the encode stage (the hook ignores the stop, like a stuck kernel)
+    well past the moment arq's in-progress key would have expired: the worker keeps renewing
+    it, so the idle second worker never starts the job; once the hang ends the job stops,
+    is refunded with a message, and the ledger is exact."""
+    workers = await pool.ensure(2)
+    holds.hold("encode")
+    job_id = await request(service, ALICE)
+    watcher.follow(job_id)
+    await holds.wait_held("encode", job_id, SETTLE_S)
+    hung = worker_running(pool, job_id)
+    key = in_progress_key_prefix + job_id
+    arq_expiry = time.time() + await redis.pttl(key) / 1000  # job start + timeout + 10 s
+    await wait_until(
+        lambda: f"job {job_id} (try 1) cancelled: stopping its pipeline" in hung.log(),
+        JOB_TIMEOUT_S + SETTLE_S, "the worker to time the job out", pool,
+    )
+    await wait_until(
+        lambda: time.time() > arq_expiry + 2 * STOPPING_RENEW_EVERY_S, JOB_TIMEOUT_S + 10,
+        "the moment arq's in-progress key would have expired",
+    )
+    assert await redis.exists(key) == 1, "the in-progress key was not kept alive"
+    assert pool.started(job_id) == [(hung.name, 1)]
+    assert all(w.alive() for w in workers) and len(pool.alive) >= 2  # another worker was free
+    assert frontend.settled(job_id) is False
+
+    holds.release("encode")
+    await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
+    assert frontend.delivered(job_id) == []
+    assert frontend.failed(job_id) == [TIMED_OUT]
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+    assert await balance(service, ALICE) == (200, 0)
+    assert pool.started(job_id) == [(hung.name, 1)]
+    assert f"job {job_id} cancelled (try 1); its pipeline stopped during encode" in hung.log()
     assert await leftover_keys(redis) == set()
 
 
@@ -488,7 +572,7 @@ async def test_a_duplicate_enqueue_runs_once_and_charges_once(
         watcher.follow(job_id)
         watcher.follow(job_id)  # idempotent
         other.follow(job_id)
-        await wait_settled(frontend, [job_id], pool)
+        await wait_settled(frontend, [job_id], pool, watchers=(watcher, other))
     finally:
         await other.close()
     assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
@@ -514,14 +598,17 @@ async def test_a_cancelled_queued_job_is_refunded_and_never_runs(
     assert await balance(service, ALICE) == (200, 0)
     assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
 
+    # Nothing is left for a worker to run: no queue entry, no payload (a worker that had read
+    # the id before the cancel finds no score and skips it).
+    assert await leftover_keys(redis) == set()
     for worker in pool.alive:
         worker.resume()
-    await pool.ensure(1)  # a worker that comes (back) afterwards finds nothing to run
-    await asyncio.sleep(2.0)
+    await pool.ensure(1)
     assert pool.started(job_id) == []
-    assert await leftover_keys(redis) == set()
-    assert frontend.settled(job_id) is False  # the cancel command itself answers the user
-    assert watcher.following == set()
+    # The watcher sees the job settled and stops following it, without a word to the user:
+    # the cancel command itself answers.
+    await wait_until(lambda: not watcher.following, SETTLE_S, "the watcher to let the job go")
+    assert frontend.settled(job_id) is False
 
 
 # -- 9. per-user limit -------------------------------------------------------------------------------
@@ -557,18 +644,17 @@ async def test_a_job_no_worker_takes_in_time_is_withdrawn_and_refunded(
     watcher.follow(job_id)
     await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
     clock.advance(seconds=service.settings.max_queue_wait_s + 1)
-    await wait_settled(frontend, [job_id], pool, timeout=10)
+    await wait_settled(frontend, [job_id], pool, timeout=10, watchers=(watcher,))
     assert frontend.failed(job_id) == [
         "No GPU worker picked up your video in time, so it was cancelled. You were not "
         "charged; please try again later."
     ]
     assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
     assert await job_status(service, job_id) is JobStatus.CANCELLED
+    assert await leftover_keys(redis) == set()  # withdrawn: no queue entry, no payload to run
     for worker in pool.alive:
         worker.resume()
-    await asyncio.sleep(1.0)
-    assert pool.started(job_id) == []  # withdrawn from the queue: it never runs
-    assert await leftover_keys(redis) == set()
+    assert pool.started(job_id) == []
 
 
 async def test_a_job_the_queue_forgot_is_refunded(
@@ -580,8 +666,8 @@ async def test_a_job_the_queue_forgot_is_refunded(
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
     await wait_until(lambda: frontend.progress_of(job_id), 5, "the queued state")
-    await redis.delete(*[k for k in await redis.keys("*") if k.decode() != HEALTH_KEY])
-    await wait_settled(frontend, [job_id], pool, timeout=10)  # e.g. Redis lost its data
+    await redis.delete(*[k for k in await redis.keys("*") if not is_worker_state(k.decode())])
+    await wait_settled(frontend, [job_id], pool, timeout=10, watchers=(watcher,))  # e.g. Redis lost its data
     assert frontend.failed(job_id) == [
         "The job queue lost your video (the queue was reset). You were not charged."
     ]
@@ -612,7 +698,7 @@ async def test_a_job_the_worker_refuses_is_refunded_with_its_reason(
         )
         await redis.enqueue_job(GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME)
         watcher.follow(job_id)
-    await wait_settled(frontend, list(payloads), pool)
+    await wait_settled(frontend, list(payloads), pool, watchers=(watcher,))
 
     assert frontend.failed("malformed") == [
         "The request was malformed, so no video was made. You were not charged."
@@ -640,13 +726,78 @@ async def test_an_upload_the_platform_refuses_is_refunded(
     frontend.refuse_uploads = "the file is too large for this chat"
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await wait_settled(frontend, [job_id], pool)
+    await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
     assert frontend.failed(job_id) == [
         "Your video was made but could not be delivered: the file is too large for this chat. "
         "You were not charged."
     ]
     assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
     assert await leftover_keys(redis) == set()
+
+
+# -- what workers can make ------------------------------------------------------------------------
+async def test_workers_announce_their_limits_and_longer_clips_are_refused_without_charge(
+    pool: WorkerPool, redis: ArqRedis, db: Database, tmp_path: Path
+) -> None:
+    workers = await pool.ensure(1)
+    host = socket.gethostname()
+
+    async def announced() -> dict[str, WorkerCapabilities]:
+        records = {record.worker: record for record in await live_workers(redis)}
+        return records if all(f"{host}:{w.pid}" in records for w in workers) else {}
+
+    await wait_until(announced, SETTLE_S, "every live worker's record", pool)
+    records = await announced()
+    for worker in workers:
+        record = records[f"{host}:{worker.pid}"]
+        assert (record.preset, record.max_seconds, record.fps, record.width, record.height) == (
+            "tiny", 30.125, 8, 128, 128
+        )
+        assert await redis.ttl(record.key) > 0  # it expires unless the worker refreshes it
+        # TALKIES_MAX_CLIP_SECONDS is above what the preset makes: the worker said so at start.
+        assert (
+            "preset 'tiny' makes clips of at most 30.12 s, less than TALKIES_MAX_CLIP_SECONDS=60"
+            in worker.log()
+        ), worker.log()
+
+    settings = load_settings(
+        _env_file=None, database_path=tmp_path / "talkies.sqlite3", max_clip_seconds=WORKER_MAX_CLIP_SECONDS
+    )
+    service = Service(settings, db, redis)
+    lengths = await service.clip_lengths()
+    assert (lengths.min_s, lengths.max_s, lengths.limited_by) == (1.0, 30.12, "tiny")
+    await service.show_credits(ALICE)  # signed up: 200 credits
+    with pytest.raises(UserFacingError) as refused:
+        await request(service, ALICE, seconds=40.0)
+    assert refused.value.code == "bad_length"
+    assert refused.value.message == (
+        "Clips can be 1 to 30.12 seconds long (the video model running now, tiny, makes at "
+        "most 30.12 s); you asked for 40. You were not charged."
+    )
+    assert await balance(service, ALICE) == (200, 0)
+    assert await redis.zcard(QUEUE_NAME) == 0
+
+    # A worker that stops cleanly takes its record with it.
+    extra = pool.spawn()
+    await wait_ready([extra])
+    extra_key = WORKER_KEY_PREFIX + f"{host}:{extra.pid}"
+    assert await redis.exists(extra_key) == 1
+    extra.stop()
+    assert not extra.alive() and await redis.exists(extra_key) == 0, extra.log()
+
+
+def test_a_worker_refuses_more_than_one_job_at_a_time(tmp_path: Path) -> None:
+    """TALKIES_WORKER_MAX_JOBS=2 would share one diffusers pipeline between jobs: refused at start."""
+    import subprocess
+
+    out = subprocess.run(
+        [str(ARQ), "gpu_worker.worker.WorkerSettings"], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "TALKIES_WORKER_MAX_JOBS": "2", "TALKIES_REDIS_URL": "redis://127.0.0.1:1/0"},
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "TALKIES_WORKER_MAX_JOBS=2 is not supported" in out.stdout + out.stderr
+    assert "start one worker per GPU" in out.stdout + out.stderr
 
 
 # -- health check ------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from bot.app import run_telegram, serve_telegram
 from bot.telegram_bot import COMMANDS, TelegramBot
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES
 from config import Settings
+from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
+from gpu_worker.presets import PRESETS
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database, JobStatus
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
@@ -150,6 +152,23 @@ async def test_help_credits_unknown_and_non_text(bot: TelegramBot, api: FakeBotA
 
 
 # -- asking for videos -----------------------------------------------------------------------
+async def test_help_shows_the_lengths_the_live_workers_can_make(
+    bot: TelegramBot, api: FakeBotAPI, queue: ArqRedis
+) -> None:
+    chat = Chat.private(BOB)
+    before = await say(api, chat, BOB, "/help")
+    assert "Each video is 5 s long (possible now: 1\u201310 s; no GPU worker has reported" in before.text
+    cogvideox = WorkerCapabilities.of("gpu:1", PRESETS["cogvideox"])
+    announcer = CapabilityAnnouncer(queue, cogvideox)
+    await announcer.start()
+    try:
+        longest = f"{int(cogvideox.max_seconds * 100) / 100:g}"
+        after = await say(api, chat, BOB, "/help")
+        assert f"possible now: 1\u2013{longest} s; the video model running now, cogvideox" in after.text
+    finally:
+        await announcer.stop()
+
+
 async def test_private_text_is_a_prompt_and_is_queued(
     bot: TelegramBot, api: FakeBotAPI, service: Service, queue: ArqRedis
 ) -> None:

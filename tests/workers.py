@@ -8,6 +8,9 @@ pytest's cache) and later runs skip the build altogether.
 What a worker ran is read from its own log: arq logs one ``→ <job id>:<function>(...)`` line
 each time it starts a job (`` try=N`` on reruns), so counting those lines over every worker
 that ever ran is an honest count of executions, independent of our code.
+
+:class:`StageHolds` drives the workers' explicit test hook (``gpu_worker.stage_hold``): a job
+held at a stage stays "running" for exactly as long as a test wants, on any machine speed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ARQ = Path(sys.executable).parent / "arq"
-READY_LINE = "models loaded"  # gpu_worker.worker.startup logs it once the models are loaded
+READY_LINE = "announced: preset"  # gpu_worker.worker.startup: models loaded, limits announced
 START_LINE = re.compile(r"→ (?P<job>[^\s:]+):(?P<function>\w+)\(.*?(?: try=(?P<try>\d+))?(?: delayed=\S+)?$")
 
 
@@ -79,6 +82,46 @@ class WorkerProcess:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@dataclass
+class StageHolds:
+    """The folder of the workers' stage-hold hook (``TALKIES_WORKER_TEST_HOLD_DIR``)."""
+
+    folder: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"TALKIES_WORKER_TEST_HOLD_DIR": str(self.folder)}
+
+    def hold(self, stage: str) -> None:
+        """Jobs that reach the start of ``stage`` from now on wait there until released."""
+        for marker in self.folder.glob(f"held-{stage}-*"):
+            marker.unlink()  # from an earlier hold
+        (self.folder / stage).touch()
+
+    def release(self, stage: str | None = None) -> None:
+        """Let jobs held at ``stage`` (default: every stage) go on."""
+        for gate in [self.folder / stage] if stage else self.folder.iterdir():
+            if not gate.name.startswith("held-"):
+                gate.unlink(missing_ok=True)
+
+    def held(self, stage: str, job_id: str | None = None) -> list[str]:
+        """Ids of the jobs that were held at ``stage`` (only ``job_id``, when given)."""
+        prefix = f"held-{stage}-"
+        return [
+            path.name.removeprefix(prefix)
+            for path in self.folder.glob(f"{prefix}{job_id or '*'}")
+        ]
+
+    async def wait_held(self, stage: str, job_id: str | None = None, timeout: float = 120.0) -> str:
+        """Wait until a job (``job_id``, or any) is held at ``stage``; returns its id."""
+        deadline = time.monotonic() + timeout
+        while not (held := self.held(stage, job_id)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id or ''} was not held at {stage} within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+        return held[0]
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""What each running worker can make, announced in Redis so the bots only offer what it can.
+
+Every worker writes one record, ``talkies:worker:<host>:<pid>``, when its models are loaded:
+its preset's name, longest clip, fps and frame size. The record has a short TTL that the worker
+refreshes while it runs (:class:`CapabilityAnnouncer`) and deletes on a clean shutdown, so a
+worker that died drops out within :data:`RECORD_TTL_S`. Bots read every live record with
+:func:`live_workers`. Like :mod:`gpu_worker.protocol`, this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+WORKER_KEY_PREFIX = "talkies:worker:"
+RECORD_TTL_S = 30
+REFRESH_EVERY_S = 10
+
+
+class PresetLike(Protocol):
+    """The attributes of :class:`gpu_worker.presets.Preset` a record needs (no torch import)."""
+
+    name: str
+    fps: int
+    width: int
+    height: int
+
+    @property
+    def max_seconds(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class WorkerCapabilities:
+    """One worker's announcement: who it is and the clips its preset can make."""
+
+    worker: str  # host:pid
+    preset: str
+    max_seconds: float
+    fps: int
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, worker: str, preset: PresetLike) -> WorkerCapabilities:
+        return cls(worker, preset.name, float(preset.max_seconds), int(preset.fps),
+                   int(preset.width), int(preset.height))
+
+    @property
+    def key(self) -> str:
+        return WORKER_KEY_PREFIX + self.worker
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, blob: bytes) -> WorkerCapabilities:
+        """Parse a record; ValueError for anything that isn't one."""
+        try:
+            data = json.loads(blob)
+            record = cls(
+                worker=str(data["worker"]), preset=str(data["preset"]),
+                max_seconds=float(data["max_seconds"]), fps=int(data["fps"]),
+                width=int(data["width"]), height=int(data["height"]),
+            )
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a worker record: {exc}") from None
+        if not (math.isfinite(record.max_seconds) and record.max_seconds > 0):
+            raise ValueError(f"not a worker record: max_seconds={record.max_seconds}")
+        return record
+
+
+async def live_workers(redis: Redis) -> list[WorkerCapabilities]:
+    """Every worker whose record has not expired; records that don't parse are skipped."""
+    keys = [key async for key in redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=100)]
+    if not keys:
+        return []
+    found = []
+    for key, blob in zip(keys, await redis.mget(keys), strict=True):
+        if blob is None:
+            continue  # expired between SCAN and MGET
+        try:
+            found.append(WorkerCapabilities.decode(blob))
+        except ValueError as exc:
+            log.warning("ignoring worker record %r: %s", key, exc)
+    return sorted(found, key=lambda record: record.worker)
+
+
+class CapabilityAnnouncer:
+    """Writes a worker's record now, refreshes it every :data:`REFRESH_EVERY_S`, deletes it on stop."""
+
+    def __init__(self, redis: Redis, record: WorkerCapabilities) -> None:
+        self.redis = redis
+        self.record = record
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._write()
+        self._task = asyncio.create_task(self._refresh(), name="announce-capabilities")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await self.redis.delete(self.record.key)
+        except (RedisError, OSError) as exc:  # it expires by itself
+            log.warning("could not remove this worker's record (%s)", exc)
+
+    async def _write(self) -> None:
+        await self.redis.set(self.record.key, self.record.encode(), ex=RECORD_TTL_S)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY_S)
+            try:
+                await self._write()
+            except (RedisError, OSError) as exc:
+                log.warning("could not refresh this worker's record (%s); retrying", exc)
