@@ -7,8 +7,10 @@ plain arguments, call a method, and render the returned dataclass or the
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import secrets
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +20,7 @@ from arq import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import RedisError, WatchError
 
+from bot import text_rules
 from config.settings import Platform, Settings
 from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME
 from storage import (
@@ -35,13 +38,15 @@ from storage.errors import PoolExhausted
 
 MAX_SEED = 2**31 - 1
 MAX_REASON_CHARS = 200
+MIN_UPLOAD_LIMIT = 64 * 1024  # no platform allows less; a smaller limit is a frontend bug
+ASCII_DIGITS = re.compile(r"[0-9]+")
 EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 
 
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
-    "not_cancellable",
+    "not_cancellable", "bad_request",
 ]
 
 
@@ -118,18 +123,15 @@ class Settlement:
 
 
 def clean_prompt(text: str | None, max_chars: int) -> str:
-    """Validate a prompt and normalise its whitespace, or raise a clear UserFacingError."""
-    text = text or ""
-    for char in text:
-        if char in "\n\r\t":
-            continue
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co"):
-            raise UserFacingError(
-                "bad_prompt",
-                "Your prompt contains control or invisible characters "
-                f"(U+{ord(char):04X}). Please type it as plain text.",
-            )
-    prompt = " ".join(text.split())
+    """Validate a prompt and normalise it (see :mod:`bot.text_rules`), or raise a clear error."""
+    try:
+        prompt = text_rules.normalise(text)
+    except text_rules.BadText as exc:
+        raise UserFacingError(
+            "bad_prompt",
+            f"Your prompt contains {exc.why} ({exc.codepoint}). Please remove it and send "
+            "the prompt again.",
+        ) from None
     if not prompt:
         raise UserFacingError(
             "bad_prompt",
@@ -153,15 +155,61 @@ def parse_amount(value: object, max_amount: int) -> int:
         amount = value
     elif isinstance(value, float) and value.is_integer():
         amount = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and ASCII_DIGITS.fullmatch(value.strip()):
         amount = int(value.strip())
     if amount is None or amount <= 0 or amount > max_amount:
+        shown = value if isinstance(value, (int, float)) else _shown(str(value))
         raise UserFacingError(
             "bad_amount",
             f"The amount must be a whole number of credits from 1 to {max_amount:,} "
-            f"(got {value!r}).",
+            f"(got {shown!r}).",
         )
     return amount
+
+
+def parse_seconds(value: object) -> float | None:
+    """A clip length as sent: a finite number (or its plain decimal text), or None for the
+    default. Anything else (True, "five", NaN) is refused clearly, never coerced."""
+    number: float | None = None
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*", value):
+        number = float(value)
+    if number is None or not math.isfinite(number):
+        raise UserFacingError(
+            "bad_length",
+            f"The clip length must be a number of seconds (got {_shown(str(value))!r}).",
+        )
+    return number
+
+
+def check_delivery(delivery: dict[str, Any] | None, max_bytes: object) -> dict[str, Any]:
+    """What a frontend hands over for later delivery must be plain JSON data and a sane
+    upload limit; a frontend bug is refused here, before anything is charged."""
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+        or max_bytes < MIN_UPLOAD_LIMIT
+    ):
+        raise UserFacingError(
+            "bad_request", "This chat reported an upload limit the bot can't use, so nothing "
+            "was queued and you were not charged.",
+        )
+    try:
+        json.dumps(delivery or {}, allow_nan=False)
+    except (TypeError, ValueError):
+        raise UserFacingError(
+            "bad_request", "The bot could not record where to send your video, so nothing "
+            "was queued and you were not charged.",
+        ) from None
+    return dict(delivery or {})
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """User text echoed back in an error: printable characters only, and short."""
+    printable = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def next_utc_midnight(now: datetime) -> datetime:
@@ -185,8 +233,9 @@ class Service:
     def is_operator(self, actor: Actor) -> bool:
         return actor.user_id in self.settings.operator_ids(actor.platform)
 
-    def _seconds(self, seconds: float | None) -> float:
+    def _seconds(self, seconds: object) -> float:
         s = self.settings
+        seconds = parse_seconds(seconds)
         if seconds is None:
             return s.default_clip_seconds
         if not s.min_clip_seconds <= seconds <= s.max_clip_seconds:
@@ -224,6 +273,7 @@ class Service:
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         clip_seconds = self._seconds(seconds)
         clip_seed = self._seed(seed)
+        delivery = check_delivery(delivery, max_bytes)
         account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
         job_id = uuid.uuid4().hex
         cost = self.settings.video_price
@@ -327,13 +377,11 @@ class Service:
                 raise UserFacingError(
                     "not_allowed", "Server admins can't grant pool credits to themselves."
                 )
-        recipient = await self.credits.ensure_user(
-            actor.platform, recipient_user_id, with_daily=False
-        )
         pool = None if operator else (actor.platform, actor.server_id or "")
         try:
-            record = await self.credits.grant(
-                recipient.id, credits, grantor=actor.ref, reason=why, from_pool=pool
+            record = await self.credits.grant_to(
+                actor.platform, recipient_user_id, credits, grantor=actor.ref, reason=why,
+                from_pool=pool,
             )
         except PoolExhausted as exc:
             raise UserFacingError(
@@ -341,7 +389,7 @@ class Service:
                 f"This server's pool has {exc.available} credits left, not enough to grant "
                 f"{exc.needed}. A bot operator can add more with /pool fund.",
             ) from None
-        balance = await self.credits.balance(recipient.id)
+        balance = await self.credits.balance(record.recipient_user_id)
         return GrantDone(
             recipient_user_id=recipient_user_id, amount=credits,
             recipient_available=balance.available, from_pool=pool is not None,
@@ -368,7 +416,13 @@ class Service:
 
     @staticmethod
     def _reason(reason: str | None) -> str:
-        text = " ".join((reason or "").split())
+        try:
+            text = text_rules.normalise(reason)
+        except text_rules.BadText as exc:
+            raise UserFacingError(
+                "bad_reason", f"The reason contains {exc.why} ({exc.codepoint}); please "
+                "remove it."
+            ) from None
         if not text:
             raise UserFacingError("bad_reason", "Please give a short reason for the grant.")
         if len(text) > MAX_REASON_CHARS:

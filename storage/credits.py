@@ -122,37 +122,51 @@ class CreditLedger:
         ``with_daily=False`` when the user is only the target of someone else's command.
         """
         async with self.db.transaction() as conn:
-            now, today = self.db.now(), self.db.today()
-            cursor = await conn.execute(
-                "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
-                (platform, platform_user_id, display_name, now),
+            return await self._ensure_user(
+                conn, platform, platform_user_id, display_name, with_daily=with_daily
             )
-            created = cursor.rowcount == 1
-            user_id = await fetch_value(
-                conn,
-                "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
-                platform,
-                platform_user_id,
+
+    async def _ensure_user(
+        self,
+        conn: aiosqlite.Connection,
+        platform: str,
+        platform_user_id: str,
+        display_name: str | None,
+        *,
+        with_daily: bool,
+    ) -> UserAccount:
+        """:meth:`ensure_user` inside the caller's transaction."""
+        now, today = self.db.now(), self.db.today()
+        cursor = await conn.execute(
+            "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
+            (platform, platform_user_id, display_name, now),
+        )
+        created = cursor.rowcount == 1
+        user_id = await fetch_value(
+            conn,
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
+            platform,
+            platform_user_id,
+        )
+        signed_up = await self._insert_once(
+            conn,
+            "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+            "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
+            (user_id, self.signup_grant, today, now),
+        )
+        daily = False
+        if with_daily and not created:
+            signup_day = await fetch_one(
+                conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
             )
-            signed_up = await self._insert_once(
-                conn,
-                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
-                (user_id, self.signup_grant, today, now),
-            )
-            daily = False
-            if with_daily and not created:
-                signup_day = await fetch_one(
-                    conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+            if signup_day is None or signup_day["day"] != today:
+                daily = await self._insert_once(
+                    conn,
+                    "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                    "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (user_id, self.daily_grant, today, now),
                 )
-                if signup_day is None or signup_day["day"] != today:
-                    daily = await self._insert_once(
-                        conn,
-                        "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                        "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (user_id, self.daily_grant, today, now),
-                    )
         return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
 
     @staticmethod
@@ -219,25 +233,54 @@ class CreditLedger:
     ) -> GrantRecord:
         """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool."""
         async with self.db.transaction() as conn:
-            now = self.db.now()
-            pool_after: int | None = None
-            server_id = from_pool[1] if from_pool else None
-            if from_pool is not None:
-                pool = await self._pool_balance(conn, *from_pool)
-                if pool < amount:
-                    raise PoolExhausted(pool, amount)
-                await conn.execute(
-                    "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
-                    "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
-                    (*from_pool, -amount, grantor, recipient_user_id, reason, now),
-                )
-                pool_after = pool - amount
-            cursor = await conn.execute(
-                "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
-                "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
-                (recipient_user_id, amount, grantor, server_id, reason, now),
+            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool)
+
+    async def grant_to(
+        self,
+        platform: str,
+        platform_user_id: str,
+        amount: int,
+        *,
+        grantor: str,
+        reason: str,
+        from_pool: tuple[str, str] | None = None,
+    ) -> GrantRecord:
+        """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
+        refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
+        async with self.db.transaction() as conn:
+            account = await self._ensure_user(
+                conn, platform, platform_user_id, None, with_daily=False
             )
-            ledger_id = int(cursor.lastrowid or 0)
+            return await self._grant(conn, account.id, amount, grantor, reason, from_pool)
+
+    async def _grant(
+        self,
+        conn: aiosqlite.Connection,
+        recipient_user_id: int,
+        amount: int,
+        grantor: str,
+        reason: str,
+        from_pool: tuple[str, str] | None,
+    ) -> GrantRecord:
+        now = self.db.now()
+        pool_after: int | None = None
+        server_id = from_pool[1] if from_pool else None
+        if from_pool is not None:
+            pool = await self._pool_balance(conn, *from_pool)
+            if pool < amount:
+                raise PoolExhausted(pool, amount)
+            await conn.execute(
+                "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
+                "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
+                (*from_pool, -amount, grantor, recipient_user_id, reason, now),
+            )
+            pool_after = pool - amount
+        cursor = await conn.execute(
+            "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
+            "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
+            (recipient_user_id, amount, grantor, server_id, reason, now),
+        )
+        ledger_id = int(cursor.lastrowid or 0)
         return GrantRecord(
             ledger_id, recipient_user_id, amount, grantor, server_id, reason, pool_after
         )

@@ -54,7 +54,7 @@ async def test_request_video_reserves_records_and_enqueues(service: Service, que
         ("   \n\t ", None, None, "bad_prompt"),
         ("x" * 601, None, None, "bad_prompt"),
         ("waves\x00crashing", None, None, "bad_prompt"),
-        ("waves\u200bcrashing", None, None, "bad_prompt"),
+        ("waves\u202ecrashing", None, None, "bad_prompt"),
         (None, None, None, "bad_prompt"),
         ("waves", 0, None, "bad_length"),
         ("waves", 600, None, "bad_length"),
