@@ -64,7 +64,8 @@ class Actor:
     """Who sent a command, as the frontend saw it.
 
     ``server_id`` is the Discord guild or Telegram group (None in private chats);
-    ``is_server_admin`` is the frontend's check of Manage Server / group admin rights.
+    ``is_server_admin`` is the frontend's check of Manage Server / group admin rights;
+    ``missing_admin_right`` names the right an admin lacks for that (Telegram), if any.
     """
 
     platform: Platform
@@ -72,6 +73,7 @@ class Actor:
     display_name: str | None = None
     server_id: str | None = None
     is_server_admin: bool = False
+    missing_admin_right: str | None = None
 
     @property
     def ref(self) -> str:
@@ -367,6 +369,13 @@ class Service:
         why = self._reason(reason)
         operator = self.is_operator(actor)
         if not operator:
+            if actor.server_id is not None and actor.missing_admin_right:
+                right = actor.missing_admin_right.removeprefix("can_").replace("_", " ")
+                raise UserFacingError(
+                    "not_allowed",
+                    f"Group admins need the \u201c{right}\u201d admin right to grant from the "
+                    "group's pool, and yours doesn't include it. Ask the group's owner.",
+                )
             if actor.server_id is None or not actor.is_server_admin:
                 raise UserFacingError(
                     "not_allowed",

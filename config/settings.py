@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     telegram_operator_ids: IdList = frozenset()
     telegram_api_url: str | None = None  # a self-hosted Bot API server, e.g. http://host:8081/bot
     telegram_upload_limit: int = Field(default=50_000_000, ge=1_000_000)
+    # The administrator right a Telegram group admin needs to grant from the group's pool
+    # (the group's creator always may).
+    telegram_admin_right: str = Field(default="can_promote_members", pattern=r"^can_[a-z_]+$")
     discord_test_guild_id: int | None = None
     discord_shard_count: int | None = Field(default=None, ge=1)
 

@@ -141,6 +141,7 @@ class FakeBotAPI:
         self.videos: list[SentVideo] = []
         self.commands: list[dict[str, Any]] | None = None
         self.members: dict[tuple[int, int], str] = {}
+        self.rights: dict[tuple[int, int], dict[str, bool]] = {}
         self.failures: list[Failure] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -197,9 +198,11 @@ class FakeBotAPI:
                            else "Bad Request")
         self.failures.append(Failure(method, code, description, retry_after, times, when))
 
-    def set_member(self, chat_id: int, user: User, status: str) -> None:
-        """``creator``, ``administrator``, ``member``, ``left``..."""
+    def set_member(self, chat_id: int, user: User, status: str, **rights: bool) -> None:
+        """``creator``, ``administrator``, ``member``, ``left``...; an administrator's rights
+        default to Telegram's for a newly promoted admin, ``rights`` override them."""
         self.members[(chat_id, user.id)] = status
+        self.rights[(chat_id, user.id)] = rights
 
     def push_message(
         self, chat: Chat, user: User, text: str, *, reply_to: int | None = None,
@@ -491,6 +494,7 @@ class FakeBotAPI:
                 can_promote_members=False, can_change_info=True, can_invite_users=True,
                 can_post_stories=False, can_edit_stories=False, can_delete_stories=False,
             )
+            member.update(self.rights.get((chat_id, user_id), {}))
         elif status == "kicked":
             member["until_date"] = 0
         return member
