@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -10,26 +11,42 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 from urllib.parse import urlparse
 
 import typer
 
+from bot.logs import masked_url, redact, setup_logging
 from config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     help="talkies: one prompt in, a short video with synchronized music, ambience and SFX out.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals hold the settings, and so the tokens
 )
 
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(redact(str(exc)), err=True)
         raise typer.Exit(2) from None
+    setup_logging(settings)
+    return settings
+
+
+def _run_process(role: str, main: Callable[[], None]) -> None:
+    """Run a long-lived process; whatever stops it is reported in one line, secrets masked."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the process ends here either way
+        logging.getLogger("talkies").debug("%s stopped", role, exc_info=True)
+        typer.echo(redact(f"talkies {role}: stopped: {type(exc).__name__}: {exc}"), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -57,7 +74,7 @@ def worker() -> None:
 
     from gpu_worker.worker import WorkerSettings
 
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    _run_process("worker", lambda: run_worker(WorkerSettings))  # type: ignore[arg-type]
 
 
 @app.command()
@@ -69,7 +86,7 @@ def discord() -> None:
         raise typer.Exit(0)
     from bot.discord_bot import run
 
-    run(settings)
+    _run_process("discord", lambda: run(settings))
 
 
 @app.command()
@@ -81,7 +98,7 @@ def telegram() -> None:
         raise typer.Exit(0)
     from bot.telegram_bot import run
 
-    run(settings)
+    _run_process("telegram", lambda: run(settings))
 
 
 def _redis_reachable(url: str) -> bool:
@@ -101,7 +118,8 @@ def up() -> None:
     parsed = urlparse(settings.redis_url)
     if not _redis_reachable(settings.redis_url):
         if parsed.hostname not in ("127.0.0.1", "localhost") or not shutil.which("redis-server"):
-            typer.echo(f"Redis at {settings.redis_url} is unreachable and can't be started here.", err=True)
+            typer.echo(f"Redis at {masked_url(settings.redis_url)} is unreachable and can't be "
+                       "started here.", err=True)
             raise typer.Exit(1)
         typer.echo(f"starting a local redis-server on port {parsed.port or 6379} (AOF on)")
         children.append(subprocess.Popen([
@@ -139,7 +157,8 @@ def show_config() -> None:
     """Check the configuration and say which parts can run."""
     settings = _settings()
     typer.echo(f"database:   {settings.database_path}")
-    typer.echo(f"redis:      {settings.redis_url} ({'reachable' if _redis_reachable(settings.redis_url) else 'unreachable'})")
+    reachable = "reachable" if _redis_reachable(settings.redis_url) else "unreachable"
+    typer.echo(f"redis:      {masked_url(settings.redis_url)} ({reachable})")
     typer.echo(f"preset:     {settings.model_preset}")
     typer.echo(f"price:      {settings.video_price} credits per clip; sign-up {settings.signup_grant}, daily {settings.daily_grant}")
     for platform in ("discord", "telegram"):

@@ -172,7 +172,8 @@ def run(settings: Settings) -> None:
     if problem:
         print(problem)
         return
-    discord.utils.setup_logging(level=logging.INFO)
+    if not logging.getLogger().handlers:  # `talkies discord` set up masked logging already
+        discord.utils.setup_logging(level=logging.INFO)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ plain arguments, call a method, and render the returned dataclass or the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -38,7 +39,7 @@ from storage.errors import PoolExhausted
 
 MAX_SEED = 2**31 - 1
 MAX_REASON_CHARS = 200
-MIN_UPLOAD_LIMIT = 64 * 1024  # no platform allows less; a smaller limit is a frontend bug
+MIN_UPLOAD_LIMIT = 1  # bytes; 0 or less is a frontend bug (too small to fit fails later, clearly)
 ASCII_DIGITS = re.compile(r"[0-9]+")
 EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 
@@ -475,9 +476,9 @@ class Service:
                 "not_cancellable",
                 "That video is already being generated and can't be cancelled any more.",
             )
-        cancelled = await self.jobs.get(job.id)
-        assert cancelled is not None
-        return cancelled
+        # As it was, but cancelled: settling dropped its platform token from storage, and the
+        # frontend still needs it to update the user's message.
+        return dataclasses.replace(job, status=JobStatus.CANCELLED)
 
     async def withdraw(self, job_id: str, reason: str) -> bool:
         """Take a job no worker has started out of the queue and refund it.

@@ -200,8 +200,8 @@ async def test_refusals_are_clear_and_change_nothing(
         status = await say(api, chat, ALICE, PROMPT)
         await api.wait_for(lambda: "costs 1000 credits and you have 200" in status.text)
 
-        bad = await say(api, chat, ALICE, "waves\u200bcrashing on rocks")
-        await api.wait_for(lambda: "invisible characters" in bad.text)
+        bad = await say(api, chat, ALICE, "waves\u202ecrashing on rocks")
+        await api.wait_for(lambda: "bidi override" in bad.text)
 
         long = await say(api, chat, ALICE, "x " * 400)
         await api.wait_for(lambda: "the limit is 600" in long.text)
