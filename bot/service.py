@@ -35,6 +35,7 @@ from storage import (
     SettleOutcome,
     TooManyJobs,
 )
+from storage.credits import UserAccount
 from storage.errors import PoolExhausted
 
 MAX_SEED = 2**31 - 1
@@ -215,6 +216,17 @@ def _shown(text: str, limit: int = 40) -> str:
     return printable if len(printable) <= limit else printable[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+
+def discord_account_created(user_id: str) -> datetime | None:
+    """When a Discord account was made, from its snowflake id (None if it isn't one)."""
+    if not (user_id.isascii() and user_id.isdigit()):
+        return None
+    ms = (int(user_id) >> 22) + DISCORD_EPOCH_MS
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
 def next_utc_midnight(now: datetime) -> datetime:
     day = now.astimezone(timezone.utc).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
@@ -228,13 +240,29 @@ class Service:
         self.db = db
         self.queue = queue
         self.credits = CreditLedger(
-            db, signup_grant=settings.signup_grant, daily_grant=settings.daily_grant
+            db, signup_grant=settings.signup_grant, daily_grant=settings.daily_grant,
+            max_signups_per_hour=settings.max_signups_per_hour,
         )
         self.jobs = JobStore(db)
 
     # -- checks ------------------------------------------------------------------------
     def is_operator(self, actor: Actor) -> bool:
         return actor.user_id in self.settings.operator_ids(actor.platform)
+
+    def account_too_new(self, platform: Platform, user_id: str) -> bool:
+        """Whether a Discord account is younger than TALKIES_DISCORD_MIN_ACCOUNT_AGE_DAYS
+        (its snowflake id holds its creation time); other platforms don't tell."""
+        min_days = self.settings.discord_min_account_age_days
+        if platform != "discord" or not min_days:
+            return False
+        created = discord_account_created(user_id)
+        return created is None or self.db.clock() - created < timedelta(days=min_days)
+
+    async def _account(self, actor: Actor) -> UserAccount:
+        return await self.credits.ensure_user(
+            actor.platform, actor.user_id, actor.display_name,
+            too_new=self.account_too_new(actor.platform, actor.user_id),
+        )
 
     def _seconds(self, seconds: object) -> float:
         s = self.settings
@@ -277,7 +305,7 @@ class Service:
         clip_seconds = self._seconds(seconds)
         clip_seed = self._seed(seed)
         delivery = check_delivery(delivery, max_bytes)
-        account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
+        account = await self._account(actor)
         job_id = uuid.uuid4().hex
         cost = self.settings.video_price
         params = {"seconds": clip_seconds, "seed": clip_seed, "max_bytes": max_bytes}
@@ -292,7 +320,8 @@ class Service:
                 max_per_server=self.settings.max_jobs_per_server,
             )
         except InsufficientCredits as exc:
-            raise UserFacingError("no_credits", self._no_credits_message(exc)) from None
+            message = self._no_credits_message(exc, account.signup_withheld)
+            raise UserFacingError("no_credits", message) from None
         except TooManyJobs as exc:
             raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
 
@@ -328,8 +357,22 @@ class Service:
             return None
         return None if rank is None else int(rank) + 1
 
-    def _no_credits_message(self, exc: InsufficientCredits) -> str:
+    def _no_credits_message(self, exc: InsufficientCredits, withheld: str | None = None) -> str:
         reset = next_utc_midnight(self.db.clock())
+        if withheld == "account_too_new":
+            days = self.settings.discord_min_account_age_days
+            return (
+                f"A video costs {exc.needed} credits and you have {exc.available}. Free "
+                f"credits start once your Discord account is {days:g} days old; until then a "
+                "server admin can grant you some. You were not charged."
+            )
+        if withheld == "signups_paused":
+            return (
+                f"A video costs {exc.needed} credits and you have {exc.available}. So many new "
+                "users joined in the last hour that sign-up credits are paused for a while: "
+                "please try again later (existing users are not affected). You were not "
+                "charged."
+            )
         return (
             f"A video costs {exc.needed} credits and you have {exc.available} available. "
             f"You get {self.settings.daily_grant} free credits with your first command each "
@@ -349,7 +392,7 @@ class Service:
         )
 
     async def show_credits(self, actor: Actor) -> CreditsView:
-        account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
+        account = await self._account(actor)
         balance = await self.credits.balance(account.id)
         return CreditsView(
             available=balance.available,
@@ -391,7 +434,7 @@ class Service:
         try:
             record = await self.credits.grant_to(
                 actor.platform, recipient_user_id, credits, grantor=actor.ref, reason=why,
-                from_pool=pool,
+                from_pool=pool, too_new=self.account_too_new(actor.platform, recipient_user_id),
             )
         except PoolExhausted as exc:
             raise UserFacingError(

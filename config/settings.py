@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     signup_grant: int = Field(default=200, ge=0)
     daily_grant: int = Field(default=100, ge=0)
     max_grant: int = Field(default=100_000, ge=1)
+    # Sign-up abuse (0 = off): Discord accounts younger than this get no free credits yet;
+    # past this many sign-ups in an hour, new users' sign-up grant waits (others unaffected).
+    discord_min_account_age_days: float = Field(default=0, ge=0)
+    max_signups_per_hour: int = Field(default=0, ge=0)
 
     # Limits
     max_prompt_chars: int = Field(default=600, ge=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 
 import aiosqlite
 
@@ -23,6 +24,8 @@ class UserAccount:
     platform_user_id: str
     signed_up_now: bool
     daily_granted_now: bool
+    # Why this user's sign-up grant is still withheld ("account_too_new", "signups_paused").
+    signup_withheld: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,13 @@ async def settle_reservation(
 class CreditLedger:
     """Credit rules over a :class:`Database`. Amounts are validated by the caller (service)."""
 
-    def __init__(self, db: Database, *, signup_grant: int, daily_grant: int) -> None:
+    def __init__(
+        self, db: Database, *, signup_grant: int, daily_grant: int, max_signups_per_hour: int = 0
+    ) -> None:
         self.db = db
         self.signup_grant = signup_grant
         self.daily_grant = daily_grant
+        self.max_signups_per_hour = max_signups_per_hour
 
     async def ensure_user(
         self,
@@ -114,16 +120,22 @@ class CreditLedger:
         display_name: str | None = None,
         *,
         with_daily: bool = True,
+        too_new: bool = False,
     ) -> UserAccount:
         """Sign the user up (signup grant, exactly once) or give today's daily grant.
 
         The sign-up grant stands in for the daily grant on the day of sign-up; from the next
         UTC day on, the user's first command of each day adds the daily grant. Pass
         ``with_daily=False`` when the user is only the target of someone else's command.
+
+        The sign-up grant is withheld (and with it the daily grants) while ``too_new`` (the
+        platform account is younger than the operator's minimum) or while the last hour's
+        sign-ups reached ``max_signups_per_hour``; a later command gives it once allowed.
         """
         async with self.db.transaction() as conn:
             return await self._ensure_user(
-                conn, platform, platform_user_id, display_name, with_daily=with_daily
+                conn, platform, platform_user_id, display_name, with_daily=with_daily,
+                too_new=too_new,
             )
 
     async def _ensure_user(
@@ -134,6 +146,7 @@ class CreditLedger:
         display_name: str | None,
         *,
         with_daily: bool,
+        too_new: bool = False,
     ) -> UserAccount:
         """:meth:`ensure_user` inside the caller's transaction."""
         now, today = self.db.now(), self.db.today()
@@ -149,6 +162,12 @@ class CreditLedger:
             platform,
             platform_user_id,
         )
+        has_signup = await fetch_one(
+            conn, "SELECT 1 FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        )
+        withheld = None if has_signup else await self._signup_withheld(conn, too_new)
+        if withheld is not None:
+            return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
         signed_up = await self._insert_once(
             conn,
             "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
@@ -168,6 +187,19 @@ class CreditLedger:
                     (user_id, self.daily_grant, today, now),
                 )
         return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
+
+    async def _signup_withheld(self, conn: aiosqlite.Connection, too_new: bool) -> str | None:
+        if too_new:
+            return "account_too_new"
+        if self.max_signups_per_hour:
+            since = (self.db.clock() - timedelta(hours=1)).astimezone(timezone.utc).isoformat()
+            recent = await fetch_value(
+                conn, "SELECT COUNT(*) FROM ledger WHERE kind = 'signup' AND created_at > ?",
+                since,
+            )
+            if recent >= self.max_signups_per_hour:
+                return "signups_paused"
+        return None
 
     @staticmethod
     async def _insert_once(conn: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> bool:
@@ -244,12 +276,13 @@ class CreditLedger:
         grantor: str,
         reason: str,
         from_pool: tuple[str, str] | None = None,
+        too_new: bool = False,
     ) -> GrantRecord:
         """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
         refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
         async with self.db.transaction() as conn:
             account = await self._ensure_user(
-                conn, platform, platform_user_id, None, with_daily=False
+                conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
             return await self._grant(conn, account.id, amount, grantor, reason, from_pool)
 
