@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 from urllib.parse import urlparse
@@ -112,44 +107,40 @@ def _redis_reachable(url: str) -> bool:
 
 @app.command()
 def up() -> None:
-    """Run everything on this machine: Redis (if none is reachable), a worker and the bots."""
+    """Run everything on this machine: Redis (if none is reachable), a worker and the bots.
+
+    Each process is supervised: one that dies is restarted with back-off; Ctrl-C or SIGTERM
+    stops them all cleanly. Every output line is prefixed with the process it came from.
+    """
+    from bot.supervisor import Child, Supervisor, talkies_child
+
     settings = _settings()
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     parsed = urlparse(settings.redis_url)
-    if not _redis_reachable(settings.redis_url):
+    if _redis_reachable(settings.redis_url):
+        typer.echo(f"redis: using {masked_url(settings.redis_url)}")
+    else:
         if parsed.hostname not in ("127.0.0.1", "localhost") or not shutil.which("redis-server"):
             typer.echo(f"Redis at {masked_url(settings.redis_url)} is unreachable and can't be "
                        "started here.", err=True)
             raise typer.Exit(1)
-        typer.echo(f"starting a local redis-server on port {parsed.port or 6379} (AOF on)")
-        children.append(subprocess.Popen([
-            "redis-server", "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
-            "--appendonly", "yes", "--appendfsync", "everysec",
-        ]))
-        deadline = time.monotonic() + 10
-        while not _redis_reachable(settings.redis_url) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    roles = ["worker"] + [p for p in ("discord", "telegram") if not settings.frontend_problem(p)]
+        data = settings.data_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"redis: starting a local redis-server on port {parsed.port or 6379} "
+                   f"(AOF on, data in {data})")
+        argv = ["redis-server", "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
+                "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec"]
+        if parsed.password:
+            argv += ["--requirepass", parsed.password]
+        children.append(Child("redis", argv, ready=lambda: _redis_reachable(settings.redis_url)))
+    children.append(talkies_child("worker", "worker"))
     for platform in ("discord", "telegram"):
-        if problem := settings.frontend_problem(platform):
-            typer.echo(problem)
-    for role in roles:
-        typer.echo(f"starting {role}")
-        children.append(subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=os.environ.copy()))
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(timeout=settings.worker_shutdown_grace_s + 10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if settings.frontend_problem(platform):  # type: ignore[arg-type]
+            typer.echo(f"{platform}: no token, skipped (set TALKIES_{platform.upper()}_TOKEN)")
+        else:
+            children.append(talkies_child(platform, platform))
+    typer.echo("started: " + ", ".join(c.name for c in children) + " (Ctrl-C stops them all)")
+    Supervisor(children, grace_s=settings.worker_shutdown_grace_s + 10, echo=typer.echo).run()
 
 
 @app.command("config")

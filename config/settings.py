@@ -7,6 +7,7 @@ platform token only disables that frontend (see :meth:`Settings.frontend_problem
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
     model_preset: str = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
     cache_dir: Path = Path.home() / ".cache" / "talkies"
+    # Where `talkies up` keeps its local Redis data (AOF), and other state of this host.
+    data_dir: Path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "talkies"
 
     @field_validator("discord_operator_ids", "telegram_operator_ids", mode="before")
     @classmethod

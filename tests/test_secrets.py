@@ -104,9 +104,10 @@ class Process:
     def output(self) -> str:
         return "".join(self.lines)
 
-    async def wait_for_line(self, text: str) -> None:
+    async def wait_for_line(self, text: str, times: int = 1) -> None:
+        """Until ``text`` was printed ``times`` times (woken by each new line)."""
         async def seen() -> None:
-            while text not in self.output:
+            while self.output.count(text) < times:
                 if self.proc.returncode is not None or self._reader.done():
                     raise AssertionError(f"exited before printing {text!r}:\n{self.output}")
                 self._new_line.clear()
