@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -93,6 +94,25 @@ class Settings(BaseSettings):
                     raise ValueError(f"{item!r} is not a numeric user id")
             return frozenset(items)
         return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _check_telegram_api_url(cls, value: str | None) -> str | None:
+        """A Bot API base URL: http(s)://host[:port]/.../bot (the token and method follow)."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        expected = "expected the Bot API base ending in /bot, e.g. http://127.0.0.1:8081/bot"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that isn't a number
+        except ValueError:
+            raise ValueError(f"not a valid URL; {expected}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL; {expected}")
+        if not parts.path.endswith("/bot") or parts.query or parts.fragment:
+            raise ValueError(expected)
+        return url
 
     @model_validator(mode="after")
     def _check_clip_bounds(self) -> Settings:
