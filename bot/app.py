@@ -69,7 +69,8 @@ def run_discord(settings: Settings) -> None:
     if problem:
         print(problem)
         return
-    discord.utils.setup_logging(level=logging.INFO)
+    if not logging.getLogger().handlers:  # `talkies discord` set up masked logging already
+        discord.utils.setup_logging(level=logging.INFO)
     try:
         asyncio.run(serve_discord(settings))
     except KeyboardInterrupt:

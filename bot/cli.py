@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 from urllib.parse import urlparse
 
 import typer
 
+from bot.logs import masked_url, redact, setup_logging
 from config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     help="talkies: one prompt in, a short video with synchronized music, ambience and SFX out.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals hold the settings, and so the tokens
 )
 
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(redact(str(exc)), err=True)
         raise typer.Exit(2) from None
+    setup_logging(settings)
+    return settings
+
+
+def _run_process(role: str, main: Callable[[], None]) -> None:
+    """Run a long-lived process; whatever stops it is reported in one line, secrets masked."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the process ends here either way
+        logging.getLogger("talkies").debug("%s stopped", role, exc_info=True)
+        typer.echo(redact(f"talkies {role}: stopped: {type(exc).__name__}: {exc}"), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -58,10 +70,10 @@ def worker() -> None:
     try:
         from gpu_worker.worker import WorkerSettings
     except ConfigError as exc:  # settings a worker can't honour (e.g. TALKIES_WORKER_MAX_JOBS)
-        typer.echo(str(exc), err=True)
+        typer.echo(redact(str(exc)), err=True)
         raise typer.Exit(2) from None
 
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    _run_process("worker", lambda: run_worker(WorkerSettings))  # type: ignore[arg-type]
 
 
 @app.command()
@@ -73,7 +85,7 @@ def discord() -> None:
         raise typer.Exit(0)
     from bot.app import run_discord
 
-    run_discord(settings)
+    _run_process("discord", lambda: run_discord(settings))
 
 
 @app.command()
@@ -85,7 +97,7 @@ def telegram() -> None:
         raise typer.Exit(0)
     from bot.app import run_telegram
 
-    run_telegram(settings)
+    _run_process("telegram", lambda: run_telegram(settings))
 
 
 def _redis_reachable(url: str) -> bool:
@@ -99,43 +111,40 @@ def _redis_reachable(url: str) -> bool:
 
 @app.command()
 def up() -> None:
-    """Run everything on this machine: Redis (if none is reachable), a worker and the bots."""
+    """Run everything on this machine: Redis (if none is reachable), a worker and the bots.
+
+    Each process is supervised: one that dies is restarted with back-off; Ctrl-C or SIGTERM
+    stops them all cleanly. Every output line is prefixed with the process it came from.
+    """
+    from bot.supervisor import Child, Supervisor, talkies_child
+
     settings = _settings()
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     parsed = urlparse(settings.redis_url)
-    if not _redis_reachable(settings.redis_url):
+    if _redis_reachable(settings.redis_url):
+        typer.echo(f"redis: using {masked_url(settings.redis_url)}")
+    else:
         if parsed.hostname not in ("127.0.0.1", "localhost") or not shutil.which("redis-server"):
-            typer.echo(f"Redis at {settings.redis_url} is unreachable and can't be started here.", err=True)
+            typer.echo(f"Redis at {masked_url(settings.redis_url)} is unreachable and can't be "
+                       "started here.", err=True)
             raise typer.Exit(1)
-        typer.echo(f"starting a local redis-server on port {parsed.port or 6379} (AOF on)")
-        children.append(subprocess.Popen([
-            "redis-server", "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
-            "--appendonly", "yes", "--appendfsync", "everysec",
-        ]))
-        deadline = time.monotonic() + 10
-        while not _redis_reachable(settings.redis_url) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    roles = ["worker"] + [p for p in ("discord", "telegram") if not settings.frontend_problem(p)]
+        data = settings.data_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"redis: starting a local redis-server on port {parsed.port or 6379} "
+                   f"(AOF on, data in {data})")
+        argv = ["redis-server", "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
+                "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec"]
+        if parsed.password:
+            argv += ["--requirepass", parsed.password]
+        children.append(Child("redis", argv, ready=lambda: _redis_reachable(settings.redis_url)))
+    children.append(talkies_child("worker", "worker"))
     for platform in ("discord", "telegram"):
-        if problem := settings.frontend_problem(platform):
-            typer.echo(problem)
-    for role in roles:
-        typer.echo(f"starting {role}")
-        children.append(subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=os.environ.copy()))
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(timeout=settings.worker_shutdown_grace_s + 10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if settings.frontend_problem(platform):  # type: ignore[arg-type]
+            typer.echo(f"{platform}: no token, skipped (set TALKIES_{platform.upper()}_TOKEN)")
+        else:
+            children.append(talkies_child(platform, platform))
+    typer.echo("started: " + ", ".join(c.name for c in children) + " (Ctrl-C stops them all)")
+    Supervisor(children, grace_s=settings.worker_shutdown_grace_s + 10, echo=typer.echo).run()
 
 
 @app.command("config")
@@ -143,7 +152,8 @@ def show_config() -> None:
     """Check the configuration and say which parts can run."""
     settings = _settings()
     typer.echo(f"database:   {settings.database_path}")
-    typer.echo(f"redis:      {settings.redis_url} ({'reachable' if _redis_reachable(settings.redis_url) else 'unreachable'})")
+    reachable = "reachable" if _redis_reachable(settings.redis_url) else "unreachable"
+    typer.echo(f"redis:      {masked_url(settings.redis_url)} ({reachable})")
     typer.echo(f"preset:     {settings.model_preset}")
     typer.echo(f"price:      {settings.video_price} credits per clip; sign-up {settings.signup_grant}, daily {settings.daily_grant}")
     for platform in ("discord", "telegram"):

@@ -7,8 +7,11 @@ plain arguments, call a method, and render the returned dataclass or the
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import re
 import secrets
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +21,7 @@ from arq import ArqRedis
 from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
+from bot import text_rules
 from config.settings import Platform, Settings
 from gpu_worker.protocol import UserError
 from gpu_worker.queue import JobQueue
@@ -32,17 +36,20 @@ from storage import (
     SettleOutcome,
     TooManyJobs,
 )
+from storage.credits import UserAccount
 from storage.errors import PoolExhausted
 
 MAX_SEED = 2**31 - 1
 MAX_REASON_CHARS = 200
+MIN_UPLOAD_LIMIT = 1  # bytes; 0 or less is a frontend bug (too small to fit fails later, clearly)
+ASCII_DIGITS = re.compile(r"[0-9]+")
 EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 
 
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
-    "not_cancellable",
+    "not_cancellable", "bad_request",
 ]
 
 
@@ -58,7 +65,8 @@ class Actor:
     """Who sent a command, as the frontend saw it.
 
     ``server_id`` is the Discord guild or Telegram group (None in private chats);
-    ``is_server_admin`` is the frontend's check of Manage Server / group admin rights.
+    ``is_server_admin`` is the frontend's check of Manage Server / group admin rights;
+    ``missing_admin_right`` names the right an admin lacks for that (Telegram), if any.
     """
 
     platform: Platform
@@ -66,6 +74,7 @@ class Actor:
     display_name: str | None = None
     server_id: str | None = None
     is_server_admin: bool = False
+    missing_admin_right: str | None = None
 
     @property
     def ref(self) -> str:
@@ -117,18 +126,15 @@ class Settlement:
 
 
 def clean_prompt(text: str | None, max_chars: int) -> str:
-    """Validate a prompt and normalise its whitespace, or raise a clear UserFacingError."""
-    text = text or ""
-    for char in text:
-        if char in "\n\r\t":
-            continue
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co"):
-            raise UserFacingError(
-                "bad_prompt",
-                "Your prompt contains control or invisible characters "
-                f"(U+{ord(char):04X}). Please type it as plain text.",
-            )
-    prompt = " ".join(text.split())
+    """Validate a prompt and normalise it (see :mod:`bot.text_rules`), or raise a clear error."""
+    try:
+        prompt = text_rules.normalise(text)
+    except text_rules.BadText as exc:
+        raise UserFacingError(
+            "bad_prompt",
+            f"Your prompt contains {exc.why} ({exc.codepoint}). Please remove it and send "
+            "the prompt again.",
+        ) from None
     if not prompt:
         raise UserFacingError(
             "bad_prompt",
@@ -152,15 +158,72 @@ def parse_amount(value: object, max_amount: int) -> int:
         amount = value
     elif isinstance(value, float) and value.is_integer():
         amount = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and ASCII_DIGITS.fullmatch(value.strip()):
         amount = int(value.strip())
     if amount is None or amount <= 0 or amount > max_amount:
+        shown = value if isinstance(value, (int, float)) else _shown(str(value))
         raise UserFacingError(
             "bad_amount",
             f"The amount must be a whole number of credits from 1 to {max_amount:,} "
-            f"(got {value!r}).",
+            f"(got {shown!r}).",
         )
     return amount
+
+
+def parse_seconds(value: object) -> float | None:
+    """A clip length as sent: a finite number (or its plain decimal text), or None for the
+    default. Anything else (True, "five", NaN) is refused clearly, never coerced."""
+    number: float | None = None
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*", value):
+        number = float(value)
+    if number is None or not math.isfinite(number):
+        raise UserFacingError(
+            "bad_length",
+            f"The clip length must be a number of seconds (got {_shown(str(value))!r}).",
+        )
+    return number
+
+
+def check_delivery(delivery: dict[str, Any] | None, max_bytes: object) -> dict[str, Any]:
+    """What a frontend hands over for later delivery must be plain JSON data and a sane
+    upload limit; a frontend bug is refused here, before anything is charged."""
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+        or max_bytes < MIN_UPLOAD_LIMIT
+    ):
+        raise UserFacingError(
+            "bad_request", "This chat reported an upload limit the bot can't use, so nothing "
+            "was queued and you were not charged.",
+        )
+    try:
+        json.dumps(delivery or {}, allow_nan=False)
+    except (TypeError, ValueError):
+        raise UserFacingError(
+            "bad_request", "The bot could not record where to send your video, so nothing "
+            "was queued and you were not charged.",
+        ) from None
+    return dict(delivery or {})
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """User text echoed back in an error: printable characters only, and short."""
+    printable = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+
+def discord_account_created(user_id: str) -> datetime | None:
+    """When a Discord account was made, from its snowflake id (None if it isn't one)."""
+    if not (user_id.isascii() and user_id.isdigit()):
+        return None
+    ms = (int(user_id) >> 22) + DISCORD_EPOCH_MS
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
 def next_utc_midnight(now: datetime) -> datetime:
@@ -176,7 +239,8 @@ class Service:
         self.db = db
         self.queue = JobQueue(redis) if redis is not None else None
         self.credits = CreditLedger(
-            db, signup_grant=settings.signup_grant, daily_grant=settings.daily_grant
+            db, signup_grant=settings.signup_grant, daily_grant=settings.daily_grant,
+            max_signups_per_hour=settings.max_signups_per_hour,
         )
         self.jobs = JobStore(db)
 
@@ -189,9 +253,25 @@ class Service:
         redis = self.queue.redis if self.queue is not None else None
         return await current_clip_lengths(self.settings, redis)
 
-    async def _seconds(self, seconds: float | None) -> float:
+    def account_too_new(self, platform: Platform, user_id: str) -> bool:
+        """Whether a Discord account is younger than TALKIES_DISCORD_MIN_ACCOUNT_AGE_DAYS
+        (its snowflake id holds its creation time); other platforms don't tell."""
+        min_days = self.settings.discord_min_account_age_days
+        if platform != "discord" or not min_days:
+            return False
+        created = discord_account_created(user_id)
+        return created is None or self.db.clock() - created < timedelta(days=min_days)
+
+    async def _account(self, actor: Actor) -> UserAccount:
+        return await self.credits.ensure_user(
+            actor.platform, actor.user_id, actor.display_name,
+            too_new=self.account_too_new(actor.platform, actor.user_id),
+        )
+
+    async def _seconds(self, seconds: object) -> float:
+        asked = parse_seconds(seconds)
         lengths = await self.clip_lengths()
-        asked = lengths.default_s if seconds is None else seconds
+        asked = lengths.default_s if asked is None else asked
         if not lengths.available or not lengths.min_s <= asked <= lengths.max_s:
             raise UserFacingError("bad_length", lengths.refusal(asked))
         return float(asked)
@@ -223,7 +303,8 @@ class Service:
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         clip_seconds = await self._seconds(seconds)
         clip_seed = self._seed(seed)
-        account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
+        delivery = check_delivery(delivery, max_bytes)
+        account = await self._account(actor)
         job_id = uuid.uuid4().hex
         cost = self.settings.video_price
         params = {"seconds": clip_seconds, "seed": clip_seed, "max_bytes": max_bytes}
@@ -238,7 +319,8 @@ class Service:
                 max_per_server=self.settings.max_jobs_per_server,
             )
         except InsufficientCredits as exc:
-            raise UserFacingError("no_credits", self._no_credits_message(exc)) from None
+            message = self._no_credits_message(exc, account.signup_withheld)
+            raise UserFacingError("no_credits", message) from None
         except TooManyJobs as exc:
             raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
 
@@ -271,8 +353,22 @@ class Service:
         except (RedisError, OSError):
             return None
 
-    def _no_credits_message(self, exc: InsufficientCredits) -> str:
+    def _no_credits_message(self, exc: InsufficientCredits, withheld: str | None = None) -> str:
         reset = next_utc_midnight(self.db.clock())
+        if withheld == "account_too_new":
+            days = self.settings.discord_min_account_age_days
+            return (
+                f"A video costs {exc.needed} credits and you have {exc.available}. Free "
+                f"credits start once your Discord account is {days:g} days old; until then a "
+                "server admin can grant you some. You were not charged."
+            )
+        if withheld == "signups_paused":
+            return (
+                f"A video costs {exc.needed} credits and you have {exc.available}. So many new "
+                "users joined in the last hour that sign-up credits are paused for a while: "
+                "please try again later (existing users are not affected). You were not "
+                "charged."
+            )
         return (
             f"A video costs {exc.needed} credits and you have {exc.available} available. "
             f"You get {self.settings.daily_grant} free credits with your first command each "
@@ -292,7 +388,7 @@ class Service:
         )
 
     async def show_credits(self, actor: Actor) -> CreditsView:
-        account = await self.credits.ensure_user(actor.platform, actor.user_id, actor.display_name)
+        account = await self._account(actor)
         balance = await self.credits.balance(account.id)
         return CreditsView(
             available=balance.available,
@@ -313,6 +409,13 @@ class Service:
         why = self._reason(reason)
         operator = self.is_operator(actor)
         if not operator:
+            if actor.server_id is not None and actor.missing_admin_right:
+                right = actor.missing_admin_right.removeprefix("can_").replace("_", " ")
+                raise UserFacingError(
+                    "not_allowed",
+                    f"Group admins need the \u201c{right}\u201d admin right to grant from the "
+                    "group's pool, and yours doesn't include it. Ask the group's owner.",
+                )
             if actor.server_id is None or not actor.is_server_admin:
                 raise UserFacingError(
                     "not_allowed",
@@ -323,13 +426,11 @@ class Service:
                 raise UserFacingError(
                     "not_allowed", "Server admins can't grant pool credits to themselves."
                 )
-        recipient = await self.credits.ensure_user(
-            actor.platform, recipient_user_id, with_daily=False
-        )
         pool = None if operator else (actor.platform, actor.server_id or "")
         try:
-            record = await self.credits.grant(
-                recipient.id, credits, grantor=actor.ref, reason=why, from_pool=pool
+            record = await self.credits.grant_to(
+                actor.platform, recipient_user_id, credits, grantor=actor.ref, reason=why,
+                from_pool=pool, too_new=self.account_too_new(actor.platform, recipient_user_id),
             )
         except PoolExhausted as exc:
             raise UserFacingError(
@@ -337,7 +438,7 @@ class Service:
                 f"This server's pool has {exc.available} credits left, not enough to grant "
                 f"{exc.needed}. A bot operator can add more with /pool fund.",
             ) from None
-        balance = await self.credits.balance(recipient.id)
+        balance = await self.credits.balance(record.recipient_user_id)
         return GrantDone(
             recipient_user_id=recipient_user_id, amount=credits,
             recipient_available=balance.available, from_pool=pool is not None,
@@ -364,7 +465,13 @@ class Service:
 
     @staticmethod
     def _reason(reason: str | None) -> str:
-        text = " ".join((reason or "").split())
+        try:
+            text = text_rules.normalise(reason)
+        except text_rules.BadText as exc:
+            raise UserFacingError(
+                "bad_reason", f"The reason contains {exc.why} ({exc.codepoint}); please "
+                "remove it."
+            ) from None
         if not text:
             raise UserFacingError("bad_reason", "Please give a short reason for the grant.")
         if len(text) > MAX_REASON_CHARS:
@@ -408,9 +515,9 @@ class Service:
                 "not_cancellable",
                 "That video is already being generated and can't be cancelled any more.",
             )
-        cancelled = await self.jobs.get(job.id)
-        assert cancelled is not None
-        return cancelled
+        # As it was, but cancelled: settling dropped its platform token from storage, and the
+        # frontend still needs it to update the user's message.
+        return dataclasses.replace(job, status=JobStatus.CANCELLED)
 
     async def withdraw(self, job_id: str, reason: str) -> bool:
         """Take a job no worker has started out of the queue and refund it.

@@ -136,11 +136,17 @@ class TelegramHandlers:
                 "\u201cRemain anonymous\u201d in your admin rights, or talk to me in private.",
             )
         server_id = str(chat.id) if is_group(chat.type) else None
-        admin = False
+        admin, missing = False, None
         if check_admin and server_id is not None:
             member = await self.frontend.call(chat.id, lambda: chat.get_member(user.id))
-            admin = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
-        return Actor(PLATFORM, str(user.id), user.full_name or user.username, server_id, admin)
+            right = self.settings.telegram_admin_right
+            if member.status == ChatMemberStatus.OWNER:
+                admin = True
+            elif member.status == ChatMemberStatus.ADMINISTRATOR:
+                admin = getattr(member, right, None) is True
+                missing = None if admin else right
+        return Actor(PLATFORM, str(user.id), user.full_name or user.username, server_id, admin,
+                     missing)
 
     def guarded(
         self, handler: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
@@ -299,7 +305,7 @@ class TelegramHandlers:
                 await self.reply(message, "Bots don't have credits: reply to a person's message.")
                 return
             recipient, name = str(target.from_user.id), target.from_user.full_name
-        elif args and args[0].isdigit():
+        elif args and args[0].isascii() and args[0].isdigit():
             recipient = args.pop(0)
         else:
             await self.reply(message, USAGE_GRANT)

@@ -7,7 +7,9 @@ platform token only disables that frontend (see :meth:`Settings.frontend_problem
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     telegram_operator_ids: IdList = frozenset()
     telegram_api_url: str | None = None  # a self-hosted Bot API server, e.g. http://host:8081/bot
     telegram_upload_limit: int = Field(default=50_000_000, ge=1_000_000)
+    # The administrator right a Telegram group admin needs to grant from the group's pool
+    # (the group's creator always may).
+    telegram_admin_right: str = Field(default="can_promote_members", pattern=r"^can_[a-z_]+$")
     discord_test_guild_id: int | None = None
     discord_shard_count: int | None = Field(default=None, ge=1)
 
@@ -48,6 +53,10 @@ class Settings(BaseSettings):
     signup_grant: int = Field(default=200, ge=0)
     daily_grant: int = Field(default=100, ge=0)
     max_grant: int = Field(default=100_000, ge=1)
+    # Sign-up abuse (0 = off): Discord accounts younger than this get no free credits yet;
+    # past this many sign-ups in an hour, new users' sign-up grant waits (others unaffected).
+    discord_min_account_age_days: float = Field(default=0, ge=0)
+    max_signups_per_hour: int = Field(default=0, ge=0)
 
     # Limits
     max_prompt_chars: int = Field(default=600, ge=10)
@@ -76,6 +85,8 @@ class Settings(BaseSettings):
     model_preset: str = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
     cache_dir: Path = Path.home() / ".cache" / "talkies"
+    # Where `talkies up` keeps its local Redis data (AOF), and other state of this host.
+    data_dir: Path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "talkies"
 
     @field_validator("discord_operator_ids", "telegram_operator_ids", mode="before")
     @classmethod
@@ -88,6 +99,25 @@ class Settings(BaseSettings):
                     raise ValueError(f"{item!r} is not a numeric user id")
             return frozenset(items)
         return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _check_telegram_api_url(cls, value: str | None) -> str | None:
+        """A Bot API base URL: http(s)://host[:port]/.../bot (the token and method follow)."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        expected = "expected the Bot API base ending in /bot, e.g. http://127.0.0.1:8081/bot"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that isn't a number
+        except ValueError:
+            raise ValueError(f"not a valid URL; {expected}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL; {expected}")
+        if not parts.path.endswith("/bot") or parts.query or parts.fragment:
+            raise ValueError(expected)
+        return url
 
     @model_validator(mode="after")
     def _check_clip_bounds(self) -> Settings:

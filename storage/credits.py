@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 
 import aiosqlite
 
@@ -23,6 +24,8 @@ class UserAccount:
     platform_user_id: str
     signed_up_now: bool
     daily_granted_now: bool
+    # Why this user's sign-up grant is still withheld ("account_too_new", "signups_paused").
+    signup_withheld: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,13 @@ async def settle_reservation(
 class CreditLedger:
     """Credit rules over a :class:`Database`. Amounts are validated by the caller (service)."""
 
-    def __init__(self, db: Database, *, signup_grant: int, daily_grant: int) -> None:
+    def __init__(
+        self, db: Database, *, signup_grant: int, daily_grant: int, max_signups_per_hour: int = 0
+    ) -> None:
         self.db = db
         self.signup_grant = signup_grant
         self.daily_grant = daily_grant
+        self.max_signups_per_hour = max_signups_per_hour
 
     async def ensure_user(
         self,
@@ -115,46 +121,86 @@ class CreditLedger:
         display_name: str | None = None,
         *,
         with_daily: bool = True,
+        too_new: bool = False,
     ) -> UserAccount:
         """Sign the user up (signup grant, exactly once) or give today's daily grant.
 
         The sign-up grant stands in for the daily grant on the day of sign-up; from the next
         UTC day on, the user's first command of each day adds the daily grant. Pass
         ``with_daily=False`` when the user is only the target of someone else's command.
+
+        The sign-up grant is withheld (and with it the daily grants) while ``too_new`` (the
+        platform account is younger than the operator's minimum) or while the last hour's
+        sign-ups reached ``max_signups_per_hour``; a later command gives it once allowed.
         """
         async with self.db.transaction() as conn:
-            now, today = self.db.now(), self.db.today()
-            cursor = await conn.execute(
-                "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
-                (platform, platform_user_id, display_name, now),
+            return await self._ensure_user(
+                conn, platform, platform_user_id, display_name, with_daily=with_daily,
+                too_new=too_new,
             )
-            created = cursor.rowcount == 1
-            user_id = await fetch_value(
-                conn,
-                "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
-                platform,
-                platform_user_id,
+
+    async def _ensure_user(
+        self,
+        conn: aiosqlite.Connection,
+        platform: str,
+        platform_user_id: str,
+        display_name: str | None,
+        *,
+        with_daily: bool,
+        too_new: bool = False,
+    ) -> UserAccount:
+        """:meth:`ensure_user` inside the caller's transaction."""
+        now, today = self.db.now(), self.db.today()
+        cursor = await conn.execute(
+            "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
+            (platform, platform_user_id, display_name, now),
+        )
+        created = cursor.rowcount == 1
+        user_id = await fetch_value(
+            conn,
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
+            platform,
+            platform_user_id,
+        )
+        has_signup = await fetch_one(
+            conn, "SELECT 1 FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        )
+        withheld = None if has_signup else await self._signup_withheld(conn, too_new)
+        if withheld is not None:
+            return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
+        signed_up = await self._insert_once(
+            conn,
+            "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+            "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
+            (user_id, self.signup_grant, today, now),
+        )
+        daily = False
+        if with_daily and not created:
+            signup_day = await fetch_one(
+                conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
             )
-            signed_up = await self._insert_once(
-                conn,
-                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
-                (user_id, self.signup_grant, today, now),
-            )
-            daily = False
-            if with_daily and not created:
-                signup_day = await fetch_one(
-                    conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+            if signup_day is None or signup_day["day"] != today:
+                daily = await self._insert_once(
+                    conn,
+                    "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                    "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (user_id, self.daily_grant, today, now),
                 )
-                if signup_day is None or signup_day["day"] != today:
-                    daily = await self._insert_once(
-                        conn,
-                        "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                        "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (user_id, self.daily_grant, today, now),
-                    )
         return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
+
+    async def _signup_withheld(self, conn: aiosqlite.Connection, too_new: bool) -> str | None:
+        if too_new:
+            return "account_too_new"
+        if self.max_signups_per_hour:
+            since = (self.db.clock() - timedelta(hours=1)).astimezone(timezone.utc).isoformat()
+            recent = await fetch_value(
+                conn, "SELECT COUNT(*) FROM ledger WHERE kind = 'signup' AND created_at > ?",
+                since,
+            )
+            if recent >= self.max_signups_per_hour:
+                return "signups_paused"
+        return None
 
     @staticmethod
     async def _insert_once(conn: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> bool:
@@ -220,25 +266,55 @@ class CreditLedger:
     ) -> GrantRecord:
         """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool."""
         async with self.db.transaction() as conn:
-            now = self.db.now()
-            pool_after: int | None = None
-            server_id = from_pool[1] if from_pool else None
-            if from_pool is not None:
-                pool = await self._pool_balance(conn, *from_pool)
-                if pool < amount:
-                    raise PoolExhausted(pool, amount)
-                await conn.execute(
-                    "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
-                    "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
-                    (*from_pool, -amount, grantor, recipient_user_id, reason, now),
-                )
-                pool_after = pool - amount
-            cursor = await conn.execute(
-                "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
-                "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
-                (recipient_user_id, amount, grantor, server_id, reason, now),
+            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool)
+
+    async def grant_to(
+        self,
+        platform: str,
+        platform_user_id: str,
+        amount: int,
+        *,
+        grantor: str,
+        reason: str,
+        from_pool: tuple[str, str] | None = None,
+        too_new: bool = False,
+    ) -> GrantRecord:
+        """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
+        refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
+        async with self.db.transaction() as conn:
+            account = await self._ensure_user(
+                conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
-            ledger_id = int(cursor.lastrowid or 0)
+            return await self._grant(conn, account.id, amount, grantor, reason, from_pool)
+
+    async def _grant(
+        self,
+        conn: aiosqlite.Connection,
+        recipient_user_id: int,
+        amount: int,
+        grantor: str,
+        reason: str,
+        from_pool: tuple[str, str] | None,
+    ) -> GrantRecord:
+        now = self.db.now()
+        pool_after: int | None = None
+        server_id = from_pool[1] if from_pool else None
+        if from_pool is not None:
+            pool = await self._pool_balance(conn, *from_pool)
+            if pool < amount:
+                raise PoolExhausted(pool, amount)
+            await conn.execute(
+                "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
+                "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
+                (*from_pool, -amount, grantor, recipient_user_id, reason, now),
+            )
+            pool_after = pool - amount
+        cursor = await conn.execute(
+            "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
+            "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
+            (recipient_user_id, amount, grantor, server_id, reason, now),
+        )
+        ledger_id = int(cursor.lastrowid or 0)
         return GrantRecord(
             ledger_id, recipient_user_id, amount, grantor, server_id, reason, pool_after
         )

@@ -33,6 +33,8 @@ class JobStatus(str, enum.Enum):
 
 
 UNFINISHED = tuple(s.value for s in JobStatus if not s.finished)
+SECRET_DELIVERY_KEYS = ("token",)  # what a frontend stores that grants access to a platform
+_SECRET_PATHS = ", ".join(f"'$.{key}'" for key in SECRET_DELIVERY_KEYS)
 _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 
 
@@ -267,8 +269,11 @@ class JobStore:
                 return SettleOutcome.NOT_CLAIM_OWNER  # only the claim's owner settles it
             outcome = await settle_reservation(conn, self.db.now(), job_id, kind)
             if outcome in (SettleOutcome.COMMITTED, SettleOutcome.REFUNDED):
+                # A settled job needs no platform credentials any more (Discord's
+                # interaction token): they are dropped with the settlement.
                 await conn.execute(
-                    "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE jobs SET status = ?, error = ?, updated_at = ?, "
+                    f"delivery = json_remove(delivery, {_SECRET_PATHS}) WHERE id = ?",
                     (status.value, error, self.db.now(), job_id),
                 )
             return outcome

@@ -152,6 +152,7 @@ class FakeBotAPI:
         self.videos: list[SentVideo] = []
         self.commands: list[dict[str, Any]] | None = None
         self.members: dict[tuple[int, int], str] = {}
+        self.rights: dict[tuple[int, int], dict[str, bool]] = {}
         self.failures: list[Failure] = []
         self.holds: list[Hold] = []
         self._updates: list[dict[str, Any]] = []
@@ -221,9 +222,11 @@ class FakeBotAPI:
         self.holds.append(hold)
         return hold
 
-    def set_member(self, chat_id: int, user: User, status: str) -> None:
-        """``creator``, ``administrator``, ``member``, ``left``..."""
+    def set_member(self, chat_id: int, user: User, status: str, **rights: bool) -> None:
+        """``creator``, ``administrator``, ``member``, ``left``...; an administrator's rights
+        default to Telegram's for a newly promoted admin, ``rights`` override them."""
         self.members[(chat_id, user.id)] = status
+        self.rights[(chat_id, user.id)] = rights
 
     def push_message(
         self, chat: Chat, user: User, text: str, *, reply_to: int | None = None,
@@ -533,6 +536,7 @@ class FakeBotAPI:
                 can_promote_members=False, can_change_info=True, can_invite_users=True,
                 can_post_stories=False, can_edit_stories=False, can_delete_stories=False,
             )
+            member.update(self.rights.get((chat_id, user_id), {}))
         elif status == "kicked":
             member["until_date"] = 0
         return member

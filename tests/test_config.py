@@ -63,3 +63,33 @@ def test_missing_token_disables_only_that_frontend(monkeypatch: pytest.MonkeyPat
     assert settings.frontend_problem("telegram") is None
     monkeypatch.setenv("TALKIES_TELEGRAM_TOKEN", "   ")
     assert load_settings(_env_file=None).frontend_problem("telegram") is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://127.0.0.1:8081/bot", "http://127.0.0.1:8081/bot"),
+        ("https://api.example.org/telegram/bot/", "https://api.example.org/telegram/bot"),
+        ("  http://host/bot  ", "http://host/bot"),
+        ("", None),
+    ],
+)
+def test_telegram_api_urls_that_work(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None
+) -> None:
+    monkeypatch.setenv("TALKIES_TELEGRAM_API_URL", value)
+    assert load_settings(_env_file=None).telegram_api_url == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://127.0.0.1:8081", "http://127.0.0.1:80x81/bot", "127.0.0.1:8081/bot",
+     "ftp://host/bot", "http://host/bot123:ABC", "http:///bot", "http://host/bot?x=1"],
+)
+def test_a_telegram_api_url_that_cannot_work_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TALKIES_TELEGRAM_API_URL", value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(_env_file=None)
+    assert "TALKIES_TELEGRAM_API_URL" in str(err.value) and "ending in /bot" in str(err.value)

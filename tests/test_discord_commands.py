@@ -312,7 +312,7 @@ async def test_video_defers_then_shows_the_queue_position(
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ([opt("prompt", "waves\u200bcrashing")], "invisible characters"),
+        ([opt("prompt", "waves\u202ecrashing")], "bidi override"),
         ([opt("prompt", "waves"), opt("seconds", 0.2, 10)], "Clips can be 1 to 10 seconds"),
     ],
 )

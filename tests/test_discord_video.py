@@ -79,7 +79,7 @@ async def the_job(service: Service, record: InteractionRecord) -> Job:
         cursor = await conn.execute("SELECT id FROM jobs")
         ids = [row[0] for row in await cursor.fetchall()]
     jobs = [await service.jobs.get(i) for i in ids]
-    [job] = [j for j in jobs if j is not None and j.delivery["token"] == record.token]
+    [job] = [j for j in jobs if j is not None and j.delivery["interaction_id"] == record.id]
     return job
 
 

@@ -222,3 +222,21 @@ async def test_reopening_keeps_balances_and_jobs(tmp_path: Path, clock: Clock) -
         ]
         assert await credits.pool_balance("discord", "g") == 50
         assert (await credits.ensure_user("discord", "1")).signed_up_now is False
+
+
+async def test_settling_a_job_drops_its_platform_token(db: Database) -> None:
+    credits, jobs = ledger(db), JobStore(db)
+    user = await credits.ensure_user("discord", "1")
+    for job_id in ("delivered", "failed"):
+        await jobs.create(
+            NewJob(id=job_id, user_id=user.id, platform="discord", kind="video", prompt="waves",
+                   cost=20, server_id="g", delivery={"token": "interaction-token", "channel": 5}),
+            max_per_user=5, max_per_server=5,
+        )
+        assert (await jobs.get(job_id)).delivery["token"] == "interaction-token"
+    await jobs.finish("delivered")
+    await jobs.fail("failed", "worker died")
+    for job_id in ("delivered", "failed"):
+        assert (await jobs.get(job_id)).delivery == {"channel": 5}
+    raw = await (await db.conn.execute("SELECT group_concat(delivery) FROM jobs")).fetchone()
+    assert "interaction-token" not in raw[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ async def test_request_video_reserves_records_and_enqueues(service: Service, que
         ("   \n\t ", None, None, "bad_prompt"),
         ("x" * 601, None, None, "bad_prompt"),
         ("waves\x00crashing", None, None, "bad_prompt"),
-        ("waves\u200bcrashing", None, None, "bad_prompt"),
+        ("waves\u202ecrashing", None, None, "bad_prompt"),
         (None, None, None, "bad_prompt"),
         ("waves", 0, None, "bad_length"),
         ("waves", 600, None, "bad_length"),
@@ -222,3 +223,54 @@ async def test_a_started_job_cannot_be_cancelled(service: Service, queue: ArqRed
     assert err.value.code == "not_cancellable"
     assert await queue.zscore(QUEUE_NAME, job.job_id) is not None
     assert (await service.show_credits(ALICE)).held == 20
+
+
+def _snowflake(created: datetime) -> str:
+    from bot.service import DISCORD_EPOCH_MS
+
+    return str((int(created.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22)
+
+
+async def test_young_discord_accounts_get_no_free_credits_until_old_enough(
+    tmp_path: Path, clock: Clock, queue: ArqRedis
+) -> None:
+    from config import load_settings
+
+    settings = load_settings(_env_file=None, discord_min_account_age_days=7)
+    async with Database(tmp_path / "t.sqlite3", clock=clock) as db:
+        service = Service(settings, db, queue)
+        young = Actor("discord", _snowflake(clock.now - timedelta(days=1)), "new")
+        old = Actor("discord", _snowflake(clock.now - timedelta(days=30)), "old")
+        with pytest.raises(UserFacingError) as err:
+            await service.request_video(young, "waves")
+        assert err.value.code == "no_credits" and "7 days old" in err.value.user_message
+        assert (await service.request_video(old, "waves")).available_after == 180
+        assert await queue.zcard(QUEUE_NAME) == 1
+
+        clock.advance(days=5)  # 6 days old: still too young, and no daily grant either
+        with pytest.raises(UserFacingError):
+            await service.request_video(young, "waves")
+        clock.advance(days=1, hours=1)  # 7 days old now: the sign-up grant arrives, once
+        accepted = await service.request_video(young, "waves")
+        assert accepted.signed_up_now and accepted.available_after == 180
+        # Telegram ids say nothing about age: never held back.
+        assert (await service.request_video(Actor("telegram", "5"), "waves")).signed_up_now
+
+
+async def test_a_burst_of_sign_ups_pauses_only_new_sign_up_grants(
+    tmp_path: Path, clock: Clock, queue: ArqRedis
+) -> None:
+    from config import load_settings
+
+    settings = load_settings(_env_file=None, max_signups_per_hour=2)
+    async with Database(tmp_path / "t.sqlite3", clock=clock) as db:
+        service = Service(settings, db, queue)
+        first, second, third = (Actor("telegram", str(i)) for i in (1, 2, 3))
+        await service.request_video(first, "one")
+        await service.request_video(second, "two")
+        with pytest.raises(UserFacingError) as err:
+            await service.request_video(third, "three")
+        assert err.value.code == "no_credits" and "paused" in err.value.user_message
+        assert (await service.request_video(first, "again")).available_after == 160  # unaffected
+        clock.advance(minutes=61)
+        assert (await service.request_video(third, "three")).signed_up_now

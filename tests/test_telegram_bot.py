@@ -220,8 +220,8 @@ async def test_refusals_are_clear_and_change_nothing(
         status = await say(api, chat, ALICE, PROMPT)
         await api.wait_for(lambda: "costs 1000 credits and you have 200" in status.text)
 
-        bad = await say(api, chat, ALICE, "waves\u200bcrashing on rocks")
-        await api.wait_for(lambda: "invisible characters" in bad.text)
+        bad = await say(api, chat, ALICE, "waves\u202ecrashing on rocks")
+        await api.wait_for(lambda: "bidi override" in bad.text)
 
         long = await say(api, chat, ALICE, "x " * 400)
         await api.wait_for(lambda: "the limit is 600" in long.text)
@@ -279,7 +279,8 @@ async def test_callback_queries_are_answered(bot: TelegramBot, api: FakeBotAPI) 
 async def test_grant_permission_matrix(
     bot: TelegramBot, api: FakeBotAPI, service: Service
 ) -> None:
-    api.set_member(GROUP.id, ADA, "administrator")
+    api.set_member(GROUP.id, ADA, "administrator", can_promote_members=True)
+    api.set_member(GROUP.id, BOB, "administrator")  # promoted with Telegram's default rights
     bob_says = api.push_message(GROUP, BOB, "/start")
     await api.wait_reply(GROUP.id, bob_says["message_id"])
     alice_says = api.push_message(GROUP, ALICE, "/start")
@@ -291,14 +292,19 @@ async def test_grant_permission_matrix(
     async def grant(chat: Chat, user: User, text: str, reply_to: int | None = None) -> str:
         return (await say(api, chat, user, text, reply_to=reply_to)).text
 
+    # An admin without the "promote members" right may not grant; the refusal names it.
+    refusal = await grant(GROUP, BOB, "/grant 10 thanks", alice_msg)
+    assert "\u201cpromote members\u201d admin right" in refusal
     # A plain member may not grant, not even by reply.
-    assert "Only bot operators" in await grant(GROUP, BOB, "/grant 10 thanks", alice_msg)
+    assert "Only bot operators" in await grant(GROUP, ALICE, "/grant 10 thanks", bob_says["message_id"])
     # A group admin grants only from the group's pool, which is empty.
     assert "pool has 0 credits left" in await grant(GROUP, ADA, "/grant 10 thanks", alice_msg)
     # Only operators fund pools.
     assert "Only bot operators can fund" in await grant(GROUP, ADA, "/pool fund 100 contest")
     assert "the pool now has 100" in await grant(GROUP, OLGA, "/pool fund 100 contest")
     assert "pool has 100 credits" in await grant(GROUP, BOB, "/pool")
+    # A funded pool is still out of reach of an admin without the right.
+    assert "promote members" in await grant(GROUP, BOB, "/grant 10 thanks", alice_msg)
 
     # The admin, by reply: from the pool.
     text = await grant(GROUP, ADA, "/grant 30 best storm prompt", alice_msg)
