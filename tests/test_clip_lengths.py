@@ -36,7 +36,7 @@ async def test_without_an_announced_worker_the_settings_apply_and_say_so(service
     with pytest.raises(UserFacingError) as refused:
         await service.request_video(ALICE, PROMPT, seconds=12)
     assert refused.value.code == "bad_length"
-    assert refused.value.message == (
+    assert refused.value.user_message == (
         "Clips can be 1 to 10 seconds long (no GPU worker has reported its limits yet, so this "
         "is the configured range); you asked for 12. You were not charged."
     )
@@ -59,7 +59,7 @@ async def test_the_weakest_live_worker_caps_what_users_can_ask_for(
         await service.show_credits(ALICE)
         with pytest.raises(UserFacingError) as refused:
             await service.request_video(ALICE, PROMPT, seconds=8)
-        assert refused.value.message == (
+        assert refused.value.user_message == (
             f"Clips can be 1 to {wan_max:g} seconds long (the video model running now, wan, "
             f"makes at most {wan_max:g} s); you asked for 8. You were not charged."
         )

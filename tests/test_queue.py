@@ -770,7 +770,7 @@ async def test_workers_announce_their_limits_and_longer_clips_are_refused_withou
     with pytest.raises(UserFacingError) as refused:
         await request(service, ALICE, seconds=40.0)
     assert refused.value.code == "bad_length"
-    assert refused.value.message == (
+    assert refused.value.user_message == (
         "Clips can be 1 to 30.12 seconds long (the video model running now, tiny, makes at "
         "most 30.12 s); you asked for 40. You were not charged."
     )
