@@ -104,6 +104,18 @@ class StatusEditor(Generic[K]):
             await asyncio.shield(entry.task)
         return not already_final and not entry.gone
 
+    async def idle(self, key: K) -> None:
+        """Return once ``key`` has nothing left to send: no text waiting, no edit in flight.
+
+        What a caller (or a test) waits on to know that an update was sent, or dropped as
+        nothing new, rather than guessing with a sleep.
+        """
+        while True:
+            entry = self._entries.get(key)
+            if entry is None or entry.task is None or entry.task.done():
+                return
+            await asyncio.shield(entry.task)
+
     async def stop(self, key: K) -> float:
         """No more edits to ``key``: drop what waits, let an edit in flight finish.
 

@@ -89,7 +89,7 @@ async def test_progress_edits_are_coalesced_spaced_and_in_order(
         await bot.frontend.show_progress(job, Progress(job.id, "running", stage="video", percent=percent))
         await asyncio.sleep(0.01)
     await fake.wait_for(lambda: "(100%)" in str(originals(fake, record.token)[-1].content))
-    await asyncio.sleep(INTERVAL * 2)
+    await bot.frontend.editor.idle(job.id)  # nothing left to send
     edits = originals(fake, record.token)
     assert 2 <= len(edits) <= 8  # 21 updates, coalesced
     gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
@@ -100,7 +100,7 @@ async def test_progress_edits_are_coalesced_spaced_and_in_order(
 
     # the same text again sends nothing
     await bot.frontend.show_progress(job, Progress(job.id, "running", stage="video", percent=100))
-    await asyncio.sleep(INTERVAL * 2)
+    await bot.frontend.editor.idle(job.id)
     assert len(originals(fake, record.token)) == len(edits)
 
 
@@ -170,7 +170,8 @@ async def test_final_edit_carries_the_mp4_and_caption(
     # later progress reports for a delivered job change nothing
     before = len(fake.requests)
     await bot.frontend.show_progress(job, Progress(job.id, "running", stage="late"))
-    await asyncio.sleep(INTERVAL * 2)
+    assert bot.frontend.editor.settled(job.id) and bot.frontend.editor.current(job.id) is None
+    await bot.frontend.editor.idle(job.id)
     assert len(fake.requests) == before
 
 
@@ -266,7 +267,7 @@ async def test_before_the_token_expires_the_message_says_where_the_video_will_go
     assert "Queued" in str(note[0].content) and "in this channel and mention you" in str(note[0].content)
     count = len(originals(fake, record.token))
     await bot.frontend.show_progress(job, Progress(job.id, "running", stage="video", percent=10))
-    await asyncio.sleep(INTERVAL * 2)
+    await bot.frontend.editor.idle(job.id)
     assert len(originals(fake, record.token)) == count  # no edits after the note
     await bot.frontend.deliver(job, result(job, make_mp4()), "caption")
     assert len(originals(fake, record.token)) == count
