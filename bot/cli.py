@@ -54,11 +54,14 @@ def generate(
     stems: Annotated[Optional[Path], typer.Option(help="Folder for music/ambience/sfx WAV stems.")] = None,
     max_bytes: Annotated[Optional[int], typer.Option(help="Re-encode until the MP4 fits this size.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    timings: Annotated[Optional[Path], typer.Option(
+        help="Write each stage's start and end (s from the job's start) to this JSON file.")] = None,
 ) -> None:
     """Generate one clip with audio, locally, without Redis or bots."""
     from gpu_worker.cli import run_generate
 
-    raise typer.Exit(run_generate(prompt, output, seconds, preset, seed, stems, max_bytes, device))
+    raise typer.Exit(run_generate(prompt, output, seconds, preset, seed, stems, max_bytes, device,
+                                  timings=timings))
 
 
 @app.command()

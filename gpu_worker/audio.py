@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,11 +41,9 @@ TOP_K = 250
 
 AudioKind = Literal["music", "sfx"]
 
-# audiocraft samples with the *global* torch RNG (torch.multinomial without a
-# generator). Seeding it right before generate() is only reproducible if no
-# other thread draws from it meanwhile: every audio generation holds this lock.
-# The video stream uses its own torch.Generator and never touches the global RNG.
-_GENERATE_LOCK = threading.Lock()
+# audiocraft samples with the global torch RNG; compat.seeded_sampling gives each
+# generation its own seeded generator instead, so music and ambience can run side by
+# side in two threads and each stays reproducible from its seed.
 
 
 @dataclass
@@ -55,6 +53,7 @@ class AudioModel:
     kind: AudioKind
     model: Any  # audiocraft.models.MusicGen | audiocraft.models.AudioGen
     source: str  # hub repo id or local checkpoint folder
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def native_rate(self) -> int:
@@ -130,12 +129,14 @@ def _generate(model: AudioModel, descriptions: list[str], seconds: float,
     # Generate whole codec frames covering the request; trimmed after resampling.
     frames = math.ceil(seconds * engine.frame_rate - 1e-6)
     duration = frames / engine.frame_rate
-    engine.set_generation_params(use_sampling=True, top_k=TOP_K, duration=duration,
-                                 cfg_coef=MUSIC_CFG_COEF,
-                                 extend_stride=_extend_stride(engine.max_duration))
-    with _GENERATE_LOCK, torch.inference_mode():
+    # One generation per model at a time (its generation parameters and streaming state
+    # belong to the model); generations on different models run side by side, each
+    # sampling from its own seeded generator.
+    with model.lock, torch.inference_mode(), compat.seeded_sampling(seed):
+        engine.set_generation_params(use_sampling=True, top_k=TOP_K, duration=duration,
+                                     cfg_coef=MUSIC_CFG_COEF,
+                                     extend_stride=_extend_stride(engine.max_duration))
         engine.set_custom_progress_callback(on_step)
-        torch.manual_seed(seed)  # seeds the CPU and every CUDA device
         try:
             wav = engine.generate(descriptions, progress=on_step is not None)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,8 +21,13 @@ def run_generate(
     stems: Path | None,
     max_bytes: int | None,
     device: str | None,
+    timings: Path | None = None,
 ) -> int:
-    """Generate and report; returns the process exit code (0 ok, 2 bad input)."""
+    """Generate and report; returns the process exit code (0 ok, 2 bad input).
+
+    ``timings``: a JSON file for each stage's ``{"start": s, "end": s}``, relative to the
+    job's start.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     from gpu_worker.mux import MuxError
     from gpu_worker.pipeline import (
@@ -65,6 +71,8 @@ def run_generate(
             console.print(f"[red]error:[/red] {exc.user_message}")
             return 2
 
+    if timings is not None:
+        timings.write_text(json.dumps(result.timeline, indent=2, sort_keys=True) + "\n")
     t = result.timings
     total = t["total"]
     console.print(
@@ -72,12 +80,12 @@ def run_generate(
         f"{result.width}x{result.height}, {len(result.sfx)} timed sound effects"
         + (f", stems in {stems}" if stems else "") + ")"
     )
-    streams = t.get("streams", 0.0)
-    console.print(
-        f"time: {total:.1f} s = video||music {streams:.1f} s (video {t.get('video', 0):.1f} s, "
-        f"music {t.get('music', 0):.1f} s) + ambience/sfx {t.get('sound', 0):.1f} s + analysis "
-        f"{t.get('analysis', 0):.2f} s + mix {t.get('mix', 0):.2f} s + encode {t.get('encode', 0):.2f} s"
+    spans = ", ".join(
+        f"{stage} {span['start']:.2f}\u2013{span['end']:.2f}"
+        for stage, span in sorted(result.timeline.items(), key=lambda kv: kv[1]["start"])
+        if stage != "streams"
     )
+    console.print(f"time: {total:.1f} s in all; stages (s from the start): {spans}")
     if models.preset.is_tiny:
         console.print("[yellow]note:[/yellow] the tiny preset has random weights: picture and sound are noise; "
                       "timing, structure and sync are real.")

@@ -86,6 +86,7 @@ def import_audiocraft() -> types.ModuleType:
             import audiocraft.models as models
 
             _patch_trusted_hub_checkpoint_load(models.loaders)
+            _patch_seedable_sampling()
             _audiocraft_ready = True
     import audiocraft.models as models
 
@@ -276,3 +277,59 @@ def _load_hub_checkpoint_unsafely(loaders: types.ModuleType, repo_id: str, filen
                            cache_dir=cache_dir or loaders.get_audiocraft_cache_dir(),
                            library_name="audiocraft", library_version=audiocraft.__version__)
     return torch.load(path, map_location=device, weights_only=False)
+
+
+# --- sampling with a per-call generator ------------------------------------------------
+# audiocraft samples every token with torch.multinomial and no generator, i.e. from the
+# process-wide RNG. Two generations in two threads (music and ambience, started together)
+# would then interleave their draws and neither would be reproducible from its seed. Its
+# own sampling helper already takes a ``generator``; this patch passes one that belongs to
+# the calling thread while :func:`seeded_sampling` is active. Without it, nothing changes.
+
+_sampling = threading.local()
+
+
+def _patch_seedable_sampling() -> None:
+    from audiocraft.utils import utils
+
+    original = utils.multinomial
+    if getattr(original, "_talkies_seedable", False):
+        return
+
+    def multinomial(input: Any, num_samples: int, replacement: bool = False, *,
+                    generator: Any = None) -> Any:
+        if generator is None:
+            generator = _thread_generator(input.device)
+        return original(input, num_samples, replacement, generator=generator)
+
+    multinomial._talkies_seedable = True  # type: ignore[attr-defined]
+    utils.multinomial = multinomial  # sample_top_k/top_p look it up at call time
+
+
+def _thread_generator(device: Any) -> Any:
+    seed = getattr(_sampling, "seed", None)
+    if seed is None:
+        return None
+    generators = _sampling.generators
+    key = str(device)
+    if key not in generators:
+        import torch
+
+        generators[key] = torch.Generator(device=device).manual_seed(seed)
+    return generators[key]
+
+
+class seeded_sampling:  # noqa: N801 - used like a function: ``with seeded_sampling(seed):``
+    """Inside this block, audiocraft's sampling in this thread draws from its own generator
+    seeded with ``seed``: the same seed gives the same audio whatever other threads do."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        import_audiocraft()
+        _sampling.seed, _sampling.generators = self.seed, {}
+
+    def __exit__(self, *exc: object) -> None:
+        _sampling.seed, _sampling.generators = None, {}
+

@@ -1,12 +1,15 @@
 """The two-stream pipeline as a chain of plain functions: prompt -> MP4 with synced audio.
 
-    plan_prompt -> [video stream || music stream] -> analyze_frames
-                -> ambience + SFX (AudioGen, one batched call) -> place SFX on events
-                -> mix -> encode_mp4
+    plan_prompt -> video stream  -> analyze_frames -> SFX batch (AudioGen) -> place on events -+
+               \-> music (MusicGen, own thread) ------------------------------------------------+-> mix -> encode_mp4
+               \-> ambience (AudioGen, own thread) ---------------------------------------------+
 
-The music stream needs only the plan, so it starts with the video stream in its own thread:
-wall time approaches max(video, music), not their sum. Everything from the analysis on
-takes any frames, so a user's own video can get a soundtrack with :func:`score_frames`.
+Music and ambience need only the plan, so both start with the video stream: wall time
+approaches max(video + analysis + SFX, music, ambience), not their sum. Only the short SFX
+wait for events, and they start as soon as the events are known (after the ambience, when
+both want AudioGen at once). Everything from the analysis on takes any frames, so a user's
+own video gets a soundtrack with :func:`score_frames`. Each stage's start and end are kept
+(``ClipResult.timeline``), so the shape of the chain can be checked, not just its total.
 
 Every stage reports its start (fraction 0) and checks the optional :class:`Cancellation`
 between its steps (denoising steps, audio tokens, encoded frames), so a stopped job ends within
@@ -18,7 +21,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +67,8 @@ STAGE_LABELS = {
     "video": "generating the video",
     "music": "composing the music",
     "analysis": "watching the frames",
-    "sound": "ambience and sound effects",
+    "ambience": "ambient sound",
+    "sfx": "timed sound effects",
     "mix": "mixing",
     "encode": "encoding the MP4",
 }
@@ -76,7 +81,8 @@ DEFAULT_SFX = {
     "cut": "a short whoosh",
 }
 # Overall progress (percent) at which each stage starts; video and music share "streams".
-STAGE_START = {"plan": 0, "streams": 2, "analysis": 65, "sound": 68, "mix": 88, "encode": 92}
+STAGE_START = {"plan": 0, "streams": 2, "analysis": 65, "sfx": 68, "mix": 88, "encode": 92}
+STAGE_END = {"analysis": 68, "sfx": 85, "mix": 92, "encode": 100}
 
 
 class PipelineError(UserError):
@@ -119,6 +125,7 @@ class ClipResult:
     encode: EncodeInfo
     sfx: list[PlacedSfx]
     timings: dict[str, float] = field(default_factory=dict)
+    timeline: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -198,44 +205,118 @@ def check_request(request: ClipRequest, preset: Preset, output: Path) -> None:
 
 
 class _Timer:
+    """How long each stage took, and when it started and ended (seconds since the job began)."""
+
     def __init__(self) -> None:
+        self.origin = time.perf_counter()
         self.timings: dict[str, float] = {}
+        self.timeline: dict[str, dict[str, float]] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        self.timeline[name] = {"start": start - self.origin}
         try:
             yield
         finally:
-            self.timings[name] = time.perf_counter() - start
+            end = time.perf_counter()
+            self.timings[name] = end - start
+            self.timeline[name]["end"] = end - self.origin
 
 
-def _report(
-    on_progress: ProgressCallback | None, stage: str, fraction: float, percent: float,
-    cancel: Cancellation | None = None,
-) -> None:
-    """Check for a stop, then report; a stopped job never reports again."""
-    _check(cancel, stage)
-    if on_progress is not None:
-        on_progress(ProgressEvent(stage, min(1.0, fraction), min(100.0, percent)))
+class _Progress:
+    """Progress reports and stop checks shared by the chain's threads.
+
+    Every report first checks for a stop (the caller's :class:`Cancellation`, or the chain's
+    own, set when one stream failed); the overall percent never goes back, whichever thread
+    reports; reports are serialised, so the callback needs no locking of its own.
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None, *stops: Cancellation | None) -> None:
+        self.on_progress = on_progress
+        self.stops = [s for s in stops if s is not None]
+        self._lock = threading.Lock()
+        self._percent = 0.0
+        self._streams: dict[str, float] = {}
+
+    def check(self, where: str) -> None:
+        for stop in self.stops:
+            stop.check(where)
+
+    def __call__(self, stage: str, fraction: float, percent: float) -> None:
+        # One report at a time, each after its check: once a report has seen the stop, no
+        # other thread reports again (a held report holds the others too).
+        with self._lock:
+            self.check(stage)
+            self._percent = max(self._percent, min(100.0, percent))
+            if self.on_progress is not None:
+                self.on_progress(ProgressEvent(stage, min(1.0, fraction), self._percent))
+
+    def streams(self, *names: str) -> None:
+        """The streams that share the "streams" span of the overall percent."""
+        self._streams = {name: 0.0 for name in names}
+
+    def steps(self, stage: str) -> StepCallback:
+        """A step callback for ``stage``: checks for a stop at every step, reports progress."""
+        def step(done: int, total: int) -> None:
+            fraction = done / max(1, total)
+            percent = STAGE_START.get(stage, self._percent)
+            if stage in self._streams:
+                self._streams[stage] = fraction
+                span = STAGE_START["analysis"] - STAGE_START["streams"]
+                share = sum(self._streams.values()) / len(self._streams)
+                percent = STAGE_START["streams"] + span * share
+            else:
+                percent += (STAGE_END[stage] - percent) * fraction
+            self(stage, fraction, percent)
+        return step
 
 
-def _check(cancel: Cancellation | None, where: str) -> None:
-    if cancel is not None:
-        cancel.check(where)
+@dataclass
+class AudioBeds:
+    """The music and the ambience, each generated in its own thread from the plan alone.
+
+    They need no frame, so they start with the video stream; :meth:`result` waits for them.
+    """
+
+    music: Future[np.ndarray | None]
+    ambience: Future[np.ndarray | None]
+    pool: ThreadPoolExecutor
+
+    def result(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        try:
+            return self.music.result(), self.ambience.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        """Wait for both threads to end (they stop at their next check) and drop the results."""
+        self.pool.shutdown(wait=True)
 
 
-def _checking(cancel: Cancellation | None, where: str, then: StepCallback | None = None) -> StepCallback | None:
-    """A step callback that checks for a stop at every step, then calls ``then``."""
-    if cancel is None:
-        return then
+def start_beds(
+    models: Models, plan: AudioPlan, seconds: float, seed: int, timer: _Timer, progress: _Progress
+) -> AudioBeds:
+    """Start the music (MusicGen) and ambience (AudioGen) streams, side by side."""
+    def music() -> np.ndarray | None:
+        if not plan.music.enabled:
+            return None
+        report = progress.steps("music")
+        report(0, 1)
+        with timer.stage("music"):
+            return generate_music(models.music, plan.music.description, seconds, seed, report)
 
-    def step(done: int, total: int) -> None:
-        cancel.check(where)
-        if then is not None:
-            then(done, total)
+    def ambience() -> np.ndarray | None:
+        if not plan.ambience.enabled:
+            return None
+        report = progress.steps("ambience")
+        report(0, 1)
+        with timer.stage("ambience"):
+            return generate_ambience(models.sfx, plan.ambience.description, seconds, seed + 1,
+                                     report)
 
-    return step
+    pool = ThreadPoolExecutor(2, thread_name_prefix="audio-bed")
+    return AudioBeds(pool.submit(music), pool.submit(ambience), pool)
 
 
 def generate_clip(
@@ -248,70 +329,43 @@ def generate_clip(
     """Prompt in, MP4 at ``output`` out (see the module docstring for the chain).
 
     Once ``cancel`` is set, the next check in whichever stage runs raises ``JobCancelled``.
+    The result's ``timeline`` says when each stage started and ended.
     """
     output = Path(output)
     check_request(request, models.preset, output)
     timer = _Timer()
-    start = time.perf_counter()
-    _report(on_progress, "plan", 0.0, STAGE_START["plan"], cancel)
+    failed = Cancellation()  # set when one stream fails: the others stop at their next check
+    progress = _Progress(on_progress, cancel, failed)
+    progress("plan", 0.0, STAGE_START["plan"])
     with timer.stage("plan"):
         plan = plan_prompt(request.prompt)
-    _report(on_progress, "plan", 1.0, STAGE_START["streams"], cancel)
     n_frames = frame_count(models.preset, request.seconds)
     clip_seconds = n_frames / models.preset.fps
+    progress.streams("video", "music", "ambience")
+    progress("plan", 1.0, STAGE_START["streams"])
 
-    frames, fps, music = run_streams(
-        models, plan, clip_seconds, request.seed, timer, on_progress, cancel=cancel
-    )
-    result = score_frames(
-        models, plan, frames, fps, output, seed=request.seed, music=music,
-        max_bytes=request.max_bytes, stems_dir=request.stems_dir, timer=timer,
-        on_progress=on_progress, cancel=cancel,
-    )
-    timer.timings["total"] = time.perf_counter() - start
+    with timer.stage("streams"):
+        beds = start_beds(models, plan, clip_seconds, request.seed, timer, progress)
+        try:
+            report = progress.steps("video")
+            report(0, 1)
+            with timer.stage("video"):
+                frames, fps = generate_frames(
+                    models.video, plan.visual_prompt, clip_seconds, request.seed, report
+                )
+            result = score_frames(
+                models, plan, frames, float(fps), output, seed=request.seed, beds=beds,
+                max_bytes=request.max_bytes, stems_dir=request.stems_dir, timer=timer,
+                progress=progress,
+            )
+        except BaseException:
+            failed.cancel()
+            beds.abandon()
+            raise
+    timer.timings["total"] = time.perf_counter() - timer.origin
     result.timings = timer.timings
+    result.timeline = timer.timeline
     return result
-
-
-def run_streams(
-    models: Models,
-    plan: AudioPlan,
-    clip_seconds: float,
-    seed: int,
-    timer: _Timer,
-    on_progress: ProgressCallback | None = None,
-    *,
-    cancel: Cancellation | None = None,
-) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """The video stream and the music stream, started together in two threads.
-
-    A stop ends both: each checks at every step, and the video stream waits for the music
-    thread to end before it returns or raises.
-    """
-    done = {"video": 0.0, "music": 0.0 if plan.music.enabled else 1.0}
-    span = STAGE_START["analysis"] - STAGE_START["streams"]
-
-    def step(stream: str) -> Callable[[int, int], None]:
-        def report(current: int, total: int) -> None:
-            done[stream] = current / max(1, total)
-            overall = STAGE_START["streams"] + span * (done["video"] + done["music"]) / 2
-            _report(on_progress, stream, done[stream], overall, cancel)
-        return report
-
-    def music_stream() -> np.ndarray | None:
-        if not plan.music.enabled:
-            return None
-        step("music")(0, 1)
-        with timer.stage("music"):
-            return generate_music(models.music, plan.music.description, clip_seconds, seed, step("music"))
-
-    with timer.stage("streams"), ThreadPoolExecutor(1, thread_name_prefix="music") as pool:
-        music_future = pool.submit(music_stream)
-        step("video")(0, 1)
-        with timer.stage("video"):
-            frames, fps = generate_frames(models.video, plan.visual_prompt, clip_seconds, seed, step("video"))
-        music = music_future.result()
-    return frames, float(fps), music
 
 
 def sfx_descriptions(plan: AudioPlan, events: list[VisualEvent]) -> list[tuple[str, str]]:
@@ -356,44 +410,51 @@ def score_frames(
     output: Path,
     *,
     seed: int,
-    music: np.ndarray | None = None,
+    beds: AudioBeds | None = None,
     max_bytes: int | None = None,
     stems_dir: Path | None = None,
     timer: _Timer | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: Cancellation | None = None,
+    progress: _Progress | None = None,
 ) -> ClipResult:
-    """Sound for any frames: analysis -> ambience + timed SFX (+ music if not given) -> MP4."""
+    """Sound for any frames: music and ambience (started now unless ``beds`` are running
+    already) beside analysis -> timed SFX, then mix -> MP4.
+
+    The SFX batch starts as soon as the events are known; it shares AudioGen with the ambience
+    and so follows it when both are due at once.
+    """
     timer = timer or _Timer()
+    progress = progress or _Progress(on_progress, cancel)
     duration = len(frames) / fps
-    _report(on_progress, "analysis", 0.0, STAGE_START["analysis"], cancel)
-    with timer.stage("analysis"):
-        analysis = analyze_frames(frames, fps)
-        events = choose_events(plan, analysis)
-        cues = sfx_descriptions(plan, events)
-    _report(on_progress, "analysis", 1.0, STAGE_START["sound"], cancel)
-    if music is None and plan.music.enabled:
-        with timer.stage("music"):
-            music = generate_music(
-                models.music, plan.music.description, duration, seed, _checking(cancel, "music")
-            )
+    own_beds = beds is None
+    if beds is None:
+        progress.streams("music", "ambience")
+        beds = start_beds(models, plan, duration, seed, timer, progress)
+    try:
+        progress("analysis", 0.0, STAGE_START["analysis"])
+        with timer.stage("analysis"):
+            analysis = analyze_frames(frames, fps)
+            events = choose_events(plan, analysis)
+            cues = sfx_descriptions(plan, events)
+        progress("analysis", 1.0, STAGE_START["sfx"])
 
-    _report(on_progress, "sound", 0.0, STAGE_START["sound"], cancel)
-    n = round(duration * SAMPLE_RATE)
-    with timer.stage("sound"):
-        ambience = None
-        if plan.ambience.enabled:
-            text = ", ".join([plan.ambience.description, *analysis.cues[:2]])
-            ambience = generate_ambience(
-                models.sfx, text, duration, seed + 1, _checking(cancel, "ambience")
+        n = round(duration * SAMPLE_RATE)
+        report = progress.steps("sfx")
+        report(0, 1)
+        with timer.stage("sfx"):
+            clips = generate_sfx_batch(
+                models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2, report
             )
-        clips = generate_sfx_batch(
-            models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2, _checking(cancel, "sfx")
-        )
-        sfx_track = place_sfx(clips, [e.time for e in events], n) if clips else None
+            sfx_track = place_sfx(clips, [e.time for e in events], n) if clips else None
+            progress.check("sfx")  # also when there was nothing to place
+        music, ambience = beds.result()
+    except BaseException:
+        if own_beds:
+            beds.abandon()
+        raise
 
-    _report(on_progress, "sound", 1.0, STAGE_START["mix"], cancel)
-    _report(on_progress, "mix", 0.0, STAGE_START["mix"], cancel)
+    progress("mix", 0.0, STAGE_START["mix"])
     with timer.stage("mix"):
         mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
         placed = [
@@ -401,14 +462,16 @@ def score_frames(
             for (label, _), event in zip(cues, events, strict=True)
         ]
 
-    _report(on_progress, "mix", 1.0, STAGE_START["encode"], cancel)
-    _report(on_progress, "encode", 0.0, STAGE_START["encode"], cancel)
+    progress("mix", 1.0, STAGE_START["encode"])
+    progress("encode", 0.0, STAGE_START["encode"])
+    encode_step = progress.check
     with timer.stage("encode"):
         encoded = encode_mp4(
             frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
-            on_frame=_checking(cancel, "encode"),
+            on_frame=lambda done, total: encode_step("encode"),
         )
         if stems_dir is not None:
             write_stems(stems_dir, mixed.stems)
-    _report(on_progress, "encode", 1.0, 100.0)
-    return ClipResult(output, plan, analysis, mixed, encoded, placed, timer.timings)
+    progress("encode", 1.0, 100.0)
+    return ClipResult(output, plan, analysis, mixed, encoded, placed, timer.timings,
+                      timer.timeline)

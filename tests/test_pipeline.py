@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -69,32 +70,71 @@ def test_end_to_end_mp4_streams_stems_and_progress(models: Models, tmp_path: Pat
     assert np.abs(stems["music"]).max() > 0 and np.abs(stems["ambience"]).max() > 0
 
     # Progress: every stage reported, overall percent never goes back, ends at 100.
-    assert {e.stage for e in events} >= {"plan", "video", "music", "analysis", "sound", "mix", "encode"}
+    assert {e.stage for e in events} >= {"plan", "video", "music", "ambience", "analysis", "sfx",
+                                         "mix", "encode"}
     percents = [e.percent for e in events]
     assert percents[-1] == 100.0
     assert all(b >= a - 1e-9 for a, b in zip(percents, percents[1:]))
-    assert set(result.timings) >= {"plan", "video", "music", "streams", "analysis", "sound", "mix", "encode", "total"}
+    assert set(result.timings) >= {"plan", "video", "music", "ambience", "streams", "analysis", "sfx",
+                                   "mix", "encode", "total"}
+    assert set(result.timeline) == set(result.timings) - {"total"}
 
 
-STAGE_ORDER = ["plan", "video", "analysis", "sound", "mix", "encode"]  # music runs beside video
+def test_music_and_ambience_start_with_the_video_and_never_wait_for_its_frames(
+    tmp_path: Path, tiny_model_cache: Path
+) -> None:
+    """The shape of the chain, from each stage's start and end as ``talkies generate
+    --timings`` writes them (never from durations): music and ambience start at the
+    beginning next to the video, the ambience starts before the video ends, the SFX wait only
+    for the events (after the analysis), the mix for everything."""
+    env = {**os.environ, "TALKIES_CACHE_DIR": str(tiny_model_cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "generate",
+         "a storm over a lighthouse, waves, dramatic orchestral score, thunder", "--preset",
+         "tiny", "--seconds", "2", "-o", "clip.mp4", "--timings", "timings.json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ffprobe(tmp_path / "clip.mp4", tmp_path)["streams"]
+    t = json.loads((tmp_path / "timings.json").read_text())
+    assert set(t) >= {"plan", "video", "music", "ambience", "analysis", "sfx", "mix", "encode"}
+    assert all(set(span) == {"start", "end"} and 0 <= span["start"] <= span["end"]
+               for span in t.values()), t
+    for stream in ("video", "music", "ambience"):
+        assert t[stream]["start"] >= t["plan"]["end"]  # each needs the plan, and nothing else:
+        others = [o for o in ("video", "music", "ambience") if o != stream]
+        assert t[stream]["start"] < min(t[o]["end"] for o in others), t  # none waits for another
+    assert t["ambience"]["start"] < t["video"]["end"]
+    assert t["music"]["start"] < t["video"]["end"]
+    assert t["analysis"]["start"] >= t["video"]["end"]
+    assert t["sfx"]["start"] >= t["analysis"]["end"]
+    assert t["mix"]["start"] >= max(t["sfx"]["end"], t["music"]["end"], t["ambience"]["end"])
+    assert t["encode"]["start"] >= t["mix"]["end"]
+    assert "ambience" in done.stderr and "time:" in done.stderr
+
+
+MAIN_CHAIN = ["plan", "video", "analysis", "sfx", "mix", "encode"]  # music, ambience beside
 
 
 @pytest.mark.parametrize(
     ("stage", "stopped_in"),
     [
         ("video", {"video"}),  # a denoising step
-        ("music", {"music", "video"}),  # a music token, or the video stream beside it
         ("analysis", {"analysis"}),
-        ("sound", {"ambience"}),  # an AudioGen token: the stage used to report nothing
+        ("sfx", {"sfx"}),  # an AudioGen token
         ("mix", {"mix"}),
-        ("encode", {"encode"}),  # an encoded frame: the stage used to report nothing
+        ("encode", {"encode"}),  # an encoded frame
+        # a stream beside the video: the chain stops wherever its main thread is, or in the
+        # stream itself while the main thread waits for it
+        ("music", {"video", "music", "ambience", "analysis", "sfx"}),
+        ("ambience", {"video", "music", "ambience", "analysis", "sfx"}),
     ],
 )
 def test_a_stop_ends_the_pipeline_inside_the_stage_it_is_in(
     models: Models, tmp_path: Path, stage: str, stopped_in: set[str]
 ) -> None:
-    """The stop is set the moment ``stage`` starts: the very next check, in that stage, ends
-    the run; no later stage starts and no MP4 is left behind."""
+    """The stop is set the moment ``stage`` starts: the very next check ends the run, no
+    thread reports again, and no MP4 is left behind."""
     cancel = Cancellation()
     seen: list[ProgressEvent] = []
 
@@ -109,8 +149,9 @@ def test_a_stop_ends_the_pipeline_inside_the_stage_it_is_in(
         generate_clip(models, request, output, on_progress, cancel)
     assert stopped.value.where in stopped_in
     assert set(STAGE_LABELS) >= {e.stage for e in seen}
-    later = STAGE_ORDER[STAGE_ORDER.index("video" if stage == "music" else stage) + 1:]
-    assert not [e for e in seen if e.stage in later], seen
+    assert (seen[-1].stage, seen[-1].fraction) == (stage, 0.0), seen[-3:]  # nothing after it
+    if stage in MAIN_CHAIN:
+        assert stopped.value.where == stage
     assert not output.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -490,19 +490,19 @@ async def test_a_job_past_the_timeout_is_stopped_and_refunded(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
     frontend: RecordingFrontend, holds: StageHolds,
 ) -> None:
-    """Held at the sound stage (ambience + SFX, which used to report nothing) until the worker
+    """Held as the SFX start (AudioGen, a stage that once reported nothing) until the worker
     has timed the job out; released, the pipeline stops inside that stage."""
     await pool.ensure(2)
-    holds.hold("sound")
+    holds.hold("sfx")
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await holds.wait_held("sound", job_id, SETTLE_S)
+    await holds.wait_held("sfx", job_id, SETTLE_S)
     worker = worker_running(pool, job_id)
     await wait_until(
         lambda: f"job {job_id} (try 1) cancelled: stopping its pipeline" in worker.log(),
         JOB_TIMEOUT_S + SETTLE_S, "the worker to time the job out", pool,
     )
-    holds.release("sound")
+    holds.release("sfx")
     await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
 
     assert frontend.delivered(job_id) == []
@@ -510,9 +510,10 @@ async def test_a_job_past_the_timeout_is_stopped_and_refunded(
     assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
     assert await balance(service, ALICE) == (200, 0)
     assert [tries for _, tries in pool.started(job_id)] == [1]  # a timeout is not retried
-    # The pipeline stopped at its first check in the ambience generation, and its progress
-    # reports were all sent before the result: none brings back the keys the watcher removed.
-    assert f"job {job_id} cancelled (try 1); its pipeline stopped during ambience" in worker.log()
+    # The pipeline stopped at its first check in the SFX generation (the prompt asks for
+    # thunder, so there is one), and its progress reports were all sent before the result:
+    # none brings back the keys the watcher removed.
+    assert f"job {job_id} cancelled (try 1); its pipeline stopped during sfx" in worker.log()
     assert await leftover_keys(redis) == set()
 
 
