@@ -1,1 +1,1 @@
-"""GPU worker: turns one prompt into a video with synchronized audio (see DESIGN.md)."""
+"""GPU worker: turns one prompt into a video with synchronized audio (see docs/architecture.md)."""
