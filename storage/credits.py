@@ -13,6 +13,7 @@ from datetime import timedelta, timezone
 
 import aiosqlite
 
+from storage import audit
 from storage.database import Database, fetch_one, fetch_value
 from storage.errors import InsufficientCredits, PoolExhausted
 
@@ -263,10 +264,13 @@ class CreditLedger:
         grantor: str,
         reason: str,
         from_pool: tuple[str, str] | None = None,
+        where: str | None = None,
     ) -> GrantRecord:
-        """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool."""
+        """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool.
+        ``where`` is the server the grant was made in (for the audit trail)."""
         async with self.db.transaction() as conn:
-            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool)
+            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool,
+                                     where)
 
     async def grant_to(
         self,
@@ -278,6 +282,7 @@ class CreditLedger:
         reason: str,
         from_pool: tuple[str, str] | None = None,
         too_new: bool = False,
+        where: str | None = None,
     ) -> GrantRecord:
         """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
         refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
@@ -285,7 +290,7 @@ class CreditLedger:
             account = await self._ensure_user(
                 conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
-            return await self._grant(conn, account.id, amount, grantor, reason, from_pool)
+            return await self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
 
     async def _grant(
         self,
@@ -295,6 +300,7 @@ class CreditLedger:
         grantor: str,
         reason: str,
         from_pool: tuple[str, str] | None,
+        where: str | None = None,
     ) -> GrantRecord:
         now = self.db.now()
         pool_after: int | None = None
@@ -315,6 +321,16 @@ class CreditLedger:
             (recipient_user_id, amount, grantor, server_id, reason, now),
         )
         ledger_id = int(cursor.lastrowid or 0)
+        recipient = await fetch_one(
+            conn, "SELECT platform, platform_user_id FROM users WHERE id = ?", recipient_user_id
+        )
+        assert recipient is not None
+        await audit.record(
+            conn, now, platform=recipient["platform"], server_id=server_id or where,
+            actor=grantor, action="grant",
+            target=f"{recipient['platform']}:{recipient['platform_user_id']}", amount=amount,
+            reason=reason,
+        )
         return GrantRecord(
             ledger_id, recipient_user_id, amount, grantor, server_id, reason, pool_after
         )
@@ -328,6 +344,10 @@ class CreditLedger:
                 "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, reason, "
                 "created_at) VALUES (?, ?, 'fund', ?, ?, ?, ?)",
                 (platform, server_id, amount, actor, reason, self.db.now()),
+            )
+            await audit.record(
+                conn, self.db.now(), platform=platform, server_id=server_id, actor=actor,
+                action="pool_fund", amount=amount, reason=reason,
             )
             return await self._pool_balance(conn, platform, server_id)
 
