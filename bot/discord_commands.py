@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import discord
 from discord import app_commands
 
+from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
@@ -63,6 +64,12 @@ async def reply_error(interaction: discord.Interaction, text: str) -> None:
         except discord.NotFound:
             pass
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+def command_name(interaction: discord.Interaction) -> str:
+    """The top-level command's name (for metrics), known even before it is resolved."""
+    data = interaction.data or {}
+    return str(data.get("name") or "unknown")
 
 
 def timestamp(moment: datetime, style: str = "R") -> str:
@@ -250,9 +257,28 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         lengths = await service.clip_lengths()
         await interaction.response.send_message(help_text(bot, lengths), ephemeral=True)
 
+    from bot.discord_moderation import register_moderation_commands
+
+    register_moderation_commands(tree, bot)
+
+    async def admit(interaction: discord.Interaction) -> bool:
+        """Every command first: outside the allow-list or banned, one clear refusal."""
+        try:
+            await service.admit(actor_of(interaction))
+        except UserFacingError as exc:
+            metrics.command("discord", command_name(interaction), "refused")
+            await reply_error(interaction, exc.user_message)
+            return False
+        return True
+
+    tree.interaction_check = admit  # type: ignore[method-assign]
+
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = getattr(error, "original", error)
+        refused = isinstance(cause, UserFacingError) or isinstance(
+            error, (app_commands.CheckFailure, app_commands.TransformerError))
+        metrics.command("discord", command_name(interaction), "refused" if refused else "error")
         if isinstance(cause, UserFacingError):
             text = cause.user_message
         elif isinstance(error, (app_commands.CheckFailure, app_commands.TransformerError)):

@@ -5,8 +5,8 @@ Off by default: each process serves them only when its port is configured
 
 * ``talkies_commands_total{platform,command,outcome}``: outcome ``ok``, ``refused`` (a
   :class:`~bot.service.UserFacingError`: bad input, no credits, banned...) or ``error``;
-* ``talkies_queue_depth``, ``talkies_queue_oldest_age_seconds`` (set by the bots' sampler)
-  and ``talkies_queue_wait_seconds`` (enqueue to a worker's start, seen by the bots);
+* ``talkies_queue_depth``, ``talkies_queue_oldest_age_seconds`` (read from Redis at each
+  scrape of a bot's endpoint) and ``talkies_queue_wait_seconds`` (enqueue to a worker's start, seen by the bots);
 * ``talkies_job_stage_seconds{stage}`` and ``talkies_job_peak_gpu_memory_bytes`` (workers);
 * ``talkies_job_failures_total{side,reason}`` (``side``: bot or worker);
 * ``talkies_credits_total{kind}``: granted, spent, refunded;
@@ -18,17 +18,20 @@ Only prometheus-client, no torch: the bots import this too.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import redis
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gpu_worker.protocol import QUEUE_NAME
 
 log = logging.getLogger(__name__)
 
 COMMANDS = Counter(
     "talkies_commands", "Commands handled, by kind and outcome", ["platform", "command", "outcome"]
-)
-QUEUE_DEPTH = Gauge("talkies_queue_depth", "Jobs waiting in the queue")
-QUEUE_OLDEST_AGE = Gauge(
-    "talkies_queue_oldest_age_seconds", "Age of the oldest job still waiting in the queue"
 )
 QUEUE_WAIT = Histogram(
     "talkies_queue_wait_seconds", "Time from enqueue to a worker's start",
@@ -51,10 +54,36 @@ UPLOAD_BYTES = Histogram(
 )
 
 
-def serve(port: int | None, role: str) -> bool:
-    """Serve /metrics on ``port`` (all interfaces); False (and a log line) when off or taken."""
+class QueueCollector(Collector):
+    """Queue depth and the oldest waiting job's age, read from Redis when scraped."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            depth = int(self.client.zcard(QUEUE_NAME))
+            first = self.client.zrangebyscore(
+                QUEUE_NAME, "-inf", int(time.time() * 1000), start=0, num=1, withscores=True
+            )
+        except (redis.RedisError, OSError) as exc:
+            log.warning("metrics: queue figures unavailable (%s)", exc)
+            return
+        yield GaugeMetricFamily("talkies_queue_depth", "Jobs waiting in the queue", value=depth)
+        oldest = max(0.0, time.time() - float(first[0][1]) / 1000) if first else 0.0
+        yield GaugeMetricFamily(
+            "talkies_queue_oldest_age_seconds", "Age of the oldest job waiting in the queue",
+            value=oldest,
+        )
+
+
+def serve(port: int | None, role: str, redis_url: str | None = None) -> bool:
+    """Serve /metrics on ``port`` (all interfaces), with the queue figures when ``redis_url``
+    is given; False (and a log line) when off or the port is taken."""
     if port is None:
         return False
+    if redis_url is not None:
+        REGISTRY.register(QueueCollector(redis_url))
     try:
         start_http_server(port)
     except OSError as exc:

@@ -30,10 +30,12 @@ from telegram.ext import (
     filters,
 )
 
+from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
+from bot.telegram_moderation import TelegramModeration
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ COMMANDS = [
     BotCommand("cancel", "Cancel your queued video"),
     BotCommand("grant", "Give credits (operators; group admins from the pool)"),
     BotCommand("pool", "Show this group's credit pool"),
+    BotCommand("banlist", "Words refused in prompts (group admins)"),
+    BotCommand("ban", "Ban a user here (group admins)"),
+    BotCommand("unban", "Lift a ban (group admins)"),
+    BotCommand("audit", "Latest grants, bans and refunds here (group admins)"),
     BotCommand("help", "How to write a good prompt"),
     BotCommand("start", "Sign up and get started"),
 ]
@@ -148,17 +154,39 @@ class TelegramHandlers:
         return Actor(PLATFORM, str(user.id), user.full_name or user.username, server_id, admin,
                      missing)
 
+    async def admit(self, update: Update) -> None:
+        """Outside the allow-list, or banned: refuse (UserFacingError) before anything else."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is not None and chat is not None:
+            server_id = str(chat.id) if is_group(chat.type) else None
+            await self.service.admit(Actor(PLATFORM, str(user.id), None, server_id))
+
     def guarded(
-        self, handler: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+        self,
+        handler: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]],
+        name: str | None = None,
+        *,
+        admit: bool = True,
     ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
-        """Turn a refusal from the service into a reply to the user's message."""
+        """Admit the sender (``admit``), run, and turn a refusal from the service into a reply
+        to the user's message; counts the outcome as command ``name`` (when given)."""
 
         async def run(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            outcome = "ok"
             try:
+                if admit:
+                    await self.admit(update)
                 await handler(update, context)
             except UserFacingError as exc:
+                outcome = "refused"
                 if update.effective_message is not None:
                     await self.reply(update.effective_message, exc.user_message)
+            except Exception:
+                outcome = "error"
+                raise
+            finally:
+                if name is not None:
+                    metrics.command(PLATFORM, name, outcome)
 
         return run
 
@@ -220,15 +248,18 @@ class TelegramHandlers:
                 actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
             )
         except UserFacingError as exc:
+            metrics.command(PLATFORM, "video", "refused")
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
         except Exception:
+            metrics.command(PLATFORM, "video", "error")
             log.exception("video request failed")
             await self.frontend.settle_status(
                 message.chat_id, status.message_id,
                 "Something went wrong on our side. Please try again in a minute.",
             )
             return
+        metrics.command(PLATFORM, "video", "ok")
         self.frontend.set_status(
             message.chat_id, status.message_id, queued_text(accepted, self.settings.signup_grant)
         )
@@ -394,18 +425,25 @@ def build_application(
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
+    moderation = TelegramModeration(h)
     commands: list[tuple[str, Callable[..., Awaitable[None]]]] = [
         ("start", h.start), ("help", h.help), ("video", h.video_command), ("credits", h.credits),
         ("grant", h.grant), ("pool", h.pool), ("cancel", h.cancel),
+        ("ban", moderation.ban), ("unban", moderation.unban), ("banlist", moderation.banlist),
+        ("audit", moderation.audit), ("stats", moderation.stats),
     ]
     for name, callback in commands:
-        app.add_handler(CommandHandler(name, h.guarded(callback), filters=private | groups))
+        counted = None if name == "video" else name  # request_video counts its own outcome
+        app.add_handler(CommandHandler(name, h.guarded(callback, counted),
+                                       filters=private | groups))
     app.add_handler(MessageHandler(private & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))
     mention = filters.Entity(MessageEntity.MENTION) | filters.Entity(MessageEntity.TEXT_MENTION)
+    # Not admitted up front: a message mentioning someone else gets no answer at all (the
+    # service refuses a banned or not-allowed request itself, in the status message).
     app.add_handler(MessageHandler(groups & filters.TEXT & ~filters.COMMAND & mention,
-                                   h.guarded(h.group_mention)))
+                                   h.guarded(h.group_mention, admit=False)))
     app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                    h.guarded(h.not_text)))
     app.add_handler(CallbackQueryHandler(h.callback))
