@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
 
     -- Prompt ban lists: platform '' and scope '' is the operators' global list.
     CREATE TABLE banned_terms (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- rule numbers are never reused
         platform TEXT NOT NULL,
         scope TEXT NOT NULL,
         term TEXT NOT NULL,
