@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 import redis
+from arq.constants import in_progress_key_prefix
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -62,15 +63,21 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            depth = int(self.client.zcard(QUEUE_NAME))
-            first = self.client.zrangebyscore(
-                QUEUE_NAME, "-inf", int(time.time() * 1000), start=0, num=1, withscores=True
+            entries = self.client.zrangebyscore(
+                QUEUE_NAME, "-inf", int(time.time() * 1000), withscores=True
             )
+            pipe = self.client.pipeline(transaction=False)
+            for job, _ in entries:
+                pipe.exists(in_progress_key_prefix + job.decode())
+            started = pipe.execute() if entries else []
         except (redis.RedisError, OSError) as exc:
             log.warning("metrics: queue figures unavailable (%s)", exc)
             return
-        yield GaugeMetricFamily("talkies_queue_depth", "Jobs waiting in the queue", value=depth)
-        oldest = max(0.0, time.time() - float(first[0][1]) / 1000) if first else 0.0
+        # arq keeps running jobs in the queue's set; their in-progress key tells them apart
+        waiting = [score / 1000 for (_, score), running in zip(entries, started) if not running]
+        yield GaugeMetricFamily("talkies_queue_depth", "Jobs waiting in the queue",
+                                value=len(waiting))
+        oldest = max(0.0, time.time() - min(waiting)) if waiting else 0.0
         yield GaugeMetricFamily(
             "talkies_queue_oldest_age_seconds", "Age of the oldest job waiting in the queue",
             value=oldest,

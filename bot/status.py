@@ -61,12 +61,10 @@ async def collect_status(settings: Settings, db: Database, redis: Redis | None) 
         try:
             await redis.ping()
             reachable = True
-            depth = int(await redis.zcard(QUEUE_NAME))
-            first = await redis.zrangebyscore(
-                QUEUE_NAME, "-inf", int(time.time() * 1000), start=0, num=1, withscores=True
-            )
-            if first:
-                oldest = max(0.0, time.time() - float(first[0][1]) / 1000)
+            waiting = await waiting_jobs(redis)
+            depth = len(waiting)
+            if waiting:
+                oldest = max(0.0, time.time() - min(waiting.values()))
             raw = await redis.get(QUEUE_NAME + health_check_key_suffix)
             health = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
             workers = [asdict(w) for w in await live_workers(redis)]
@@ -79,6 +77,25 @@ async def collect_status(settings: Settings, db: Database, redis: Redis | None) 
         jobs_running_on_workers=running, jobs_unfinished=await _unfinished(db),
         today=await _today(db),
     )
+
+
+async def waiting_jobs(redis: Redis) -> dict[str, float]:
+    """Jobs in the queue that no worker has started: id -> enqueue time (unix seconds).
+
+    arq keeps a running job in its queue's sorted set until it ends; its in-progress key
+    tells them apart. Deferred jobs (scheduled later) are not waiting yet.
+    """
+    entries = await redis.zrangebyscore(QUEUE_NAME, "-inf", int(time.time() * 1000),
+                                        withscores=True)
+    if not entries:
+        return {}
+    ids = [job.decode() if isinstance(job, bytes) else str(job) for job, _ in entries]
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(in_progress_key_prefix + job_id)
+        started = await pipe.execute()
+    return {job_id: float(score) / 1000 for job_id, (_, score), running
+            in zip(ids, entries, started, strict=True) if not running}
 
 
 async def _unfinished(db: Database) -> dict[str, int]:
