@@ -90,6 +90,11 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
                 f"From the next UTC day on, your first command each day adds {view.daily_grant} "
                 f"free credits (next after {nxt})."
             )
+        elif view.signed_up_today:
+            lines.append(
+                f"You received your {signup_grant} sign-up credits today; from the next UTC day "
+                f"on, your first command each day adds {view.daily_grant} (next after {nxt})."
+            )
         elif view.daily_granted_today:
             lines.append(
                 f"Today's free credits: received. Your first command after {nxt} adds "
@@ -131,7 +136,8 @@ def seconds_option(min_s: float, max_s: float) -> tuple[Any, list[app_commands.C
     """Whole-second choices when they fit in Discord's 25, else a bounded number."""
     whole = list(range(math.ceil(min_s), math.floor(max_s) + 1))
     if 0 < len(whole) <= MAX_CHOICES:
-        return int, [app_commands.Choice(name=f"{s} seconds", value=s) for s in whole]
+        return int, [app_commands.Choice(name=f"{s} second{'' if s == 1 else 's'}", value=s)
+                     for s in whole]
     return app_commands.Range[float, min_s, max_s], []
 
 

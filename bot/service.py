@@ -107,6 +107,7 @@ class CreditsView:
     next_daily_at: datetime
     jobs_in_flight: list[Job] = field(default_factory=list)
     signed_up_now: bool = False
+    signed_up_today: bool = False  # today's free credits were the sign-up grant
 
     @property
     def videos_affordable(self) -> int:
@@ -331,10 +332,11 @@ class Service:
                 max_per_server=self.settings.max_jobs_per_server,
             )
         except InsufficientCredits as exc:
-            message = self._no_credits_message(exc, account.signup_withheld)
+            message = await self._no_credits_message(exc, actor, account.signup_withheld)
             raise UserFacingError("no_credits", message) from None
         except TooManyJobs as exc:
-            raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
+            message = self._too_many_jobs_message(exc, self.place_word(actor))
+            raise UserFacingError("too_many_jobs", message) from None
 
         position = await self._enqueue(job_id, text, params)
         balance = await self.credits.balance(account.id)
@@ -365,14 +367,28 @@ class Service:
         except (RedisError, OSError):
             return None
 
-    def _no_credits_message(self, exc: InsufficientCredits, withheld: str | None = None) -> str:
+    async def _grant_hint(self, actor: Actor, *, full: bool = True) -> str:
+        """Where else credits can come from: a grant from this server's pool, when it has
+        any (with ``full``, as a clause; else as a subject)."""
+        place = self.place_word(actor)
+        if actor.server_id is None:
+            return ""
+        pool = await self.credits.pool_balance(actor.platform, actor.server_id)
+        if pool <= 0:
+            return ""
+        return f", or ask a {place} admin for a grant" if full else f"a {place} admin can grant you some"
+
+    async def _no_credits_message(
+        self, exc: InsufficientCredits, actor: Actor, withheld: str | None = None
+    ) -> str:
         reset = next_utc_midnight(self.db.clock())
         if withheld == "account_too_new":
             days = self.settings.discord_min_account_age_days
+            hint = await self._grant_hint(actor, full=False)
             return (
                 f"A video costs {exc.needed} credits and you have {exc.available}. Free "
-                f"credits start once your Discord account is {days:g} days old; until then a "
-                "server admin can grant you some. You were not charged."
+                f"credits start once your Discord account is {days:g} days old"
+                f"{'; until then ' + hint if hint else ''}. You were not charged."
             )
         if withheld == "signups_paused":
             return (
@@ -384,18 +400,18 @@ class Service:
         return (
             f"A video costs {exc.needed} credits and you have {exc.available} available. "
             f"You get {self.settings.daily_grant} free credits with your first command each "
-            f"UTC day (next after {reset:%H:%M} UTC), or ask a server admin for a grant."
+            f"UTC day (next after {reset:%H:%M} UTC){await self._grant_hint(actor)}."
         )
 
     @staticmethod
-    def _too_many_jobs_message(exc: TooManyJobs) -> str:
+    def _too_many_jobs_message(exc: TooManyJobs, place: str = "server") -> str:
         if exc.scope == "user":
             return (
                 f"You already have {exc.in_flight} videos in progress (the limit is "
                 f"{exc.limit}). Wait for one to finish, then try again; you were not charged."
             )
         return (
-            f"This server already has {exc.in_flight} videos in progress (the limit is "
+            f"This {place} already has {exc.in_flight} videos in progress (the limit is "
             f"{exc.limit}). Please try again in a few minutes; you were not charged."
         )
 
@@ -411,6 +427,7 @@ class Service:
             next_daily_at=next_utc_midnight(self.db.clock()),
             jobs_in_flight=await self.jobs.in_flight(account.id),
             signed_up_now=account.signed_up_now,
+            signed_up_today=balance.signed_up_today,
         )
 
     async def grant(
@@ -428,15 +445,17 @@ class Service:
                     f"Group admins need the \u201c{right}\u201d admin right to grant from the "
                     "group's pool, and yours doesn't include it. Ask the group's owner.",
                 )
+            place = self.place_word(actor)
             if actor.server_id is None or not actor.is_server_admin:
                 raise UserFacingError(
                     "not_allowed",
-                    "Only bot operators, or admins of a server granting from that server's "
+                    f"Only bot operators, or admins of a {place} granting from that {place}'s "
                     "pool, can grant credits.",
                 )
             if recipient_user_id == actor.user_id:
                 raise UserFacingError(
-                    "not_allowed", "Server admins can't grant pool credits to themselves."
+                    "not_allowed", f"{place.capitalize()} admins can't grant pool credits to "
+                    "themselves."
                 )
         pool = None if operator else (actor.platform, actor.server_id or "")
         try:
@@ -448,7 +467,8 @@ class Service:
         except PoolExhausted as exc:
             raise UserFacingError(
                 "pool_exhausted",
-                f"This server's pool has {exc.available} credits left, not enough to grant "
+                f"This {self.place_word(actor)}'s pool has {exc.available} credits left, not "
+                f"enough to grant "
                 f"{exc.needed}. A bot operator can add more with /pool fund.",
             ) from None
         metrics.credits("granted", credits)

@@ -86,8 +86,9 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         "mention me.\n"
         f"Each video is {lengths.default_s:g} s long (possible now: {lengths.span}; "
         f"{lengths.why}).\n"
-        f"A video costs {settings.video_price} credits; you get {settings.daily_grant} free "
-        "credits with your first command each UTC day.\n\n"
+        f"A video costs {settings.video_price} credits. New users get {settings.signup_grant} "
+        f"credits to start, and everyone gets {settings.daily_grant} free credits with their "
+        "first command each UTC day (from the day after signing up).\n\n"
         "/video <prompt> \u2013 make a video\n"
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
@@ -314,7 +315,13 @@ class TelegramHandlers:
             + (f" (+{view.held} held for videos in progress)" if view.held else "") + ".",
             f"A video costs {view.price} credits: enough for {view.videos_affordable}.",
         ]
-        if view.daily_granted_today:
+        if view.signed_up_today:
+            lines.append(
+                f"Sign-up bonus: +{self.settings.signup_grant} received today; the daily bonus "
+                f"(+{view.daily_grant}) starts with your first command after "
+                f"{view.next_daily_at:%H:%M} UTC."
+            )
+        elif view.daily_granted_today:
             lines.append(
                 f"Daily bonus: +{view.daily_grant} claimed today; the next comes with your "
                 f"first command after {view.next_daily_at:%H:%M} UTC."

@@ -34,7 +34,8 @@ class Balance:
     available: int
     held: int
     spent: int
-    daily_granted_today: bool
+    daily_granted_today: bool  # today's free credits were given (daily, or the sign-up grant)
+    signed_up_today: bool = False  # ... and they were the sign-up grant
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,11 @@ class CreditLedger:
                 user_id,
                 self.db.today(),
             )
-        return Balance(available, held, spent, daily > 0)
+            signup = await fetch_value(
+                conn, "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? AND "
+                "kind = 'signup'", user_id, self.db.today(),
+            )
+        return Balance(available, held, spent, daily > 0, signup > 0)
 
     async def reserve(self, user_id: int, job_id: str, amount: int) -> None:
         """Hold ``amount`` credits for ``job_id``; raises :class:`InsufficientCredits`."""
