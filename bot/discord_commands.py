@@ -127,6 +127,8 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
         "server's pool; bot operators give freely.\n"
         "\u2022 `/pool balance` \u2014 this server's pool; `/pool fund` (bot operators) adds to it.\n"
+        "\u2022 `/banlist`, `/ban`, `/unban`, `/audit` \u2014 server admins: words refused in "
+        "prompts, bans in this server, and what was granted, banned or refunded here.\n"
         f"New users get {s.signup_grant} credits, and everyone gets {s.daily_grant} free credits "
         "with their first command each UTC day. Failed videos are never charged."
     )

@@ -93,7 +93,9 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"
-        "/pool \u2013 this group's credit pool\n\n"
+        "/pool \u2013 this group's credit pool\n"
+        "/banlist, /ban, /unban, /audit \u2013 group admins: words refused in prompts, bans "
+        "in this group, and what was granted, banned or refunded here\n\n"
         + PROMPT_TIPS
     )
 
