@@ -21,6 +21,7 @@ from arq import ArqRedis
 from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
+from bot.status import StatusReport, collect_status
 from bot import banlist, metrics, text_rules
 from config.settings import Platform, Settings
 from gpu_worker.protocol import UserError
@@ -681,7 +682,8 @@ class Service:
         new = await self.moderation.ban(actor.platform, scope, user_id, reason=why, actor=actor.ref)
         cancelled, running = [], 0
         account = await self.credits.user_id(actor.platform, user_id)
-        for job in await self.jobs.in_flight(account) if account is not None else []:
+        unfinished = await self.jobs.in_flight(account) if account is not None else []
+        for job in unfinished:
             if scope != EVERYWHERE and job.server_id != scope:
                 continue
             if job.status is JobStatus.QUEUED and await self.withdraw(job.id, f"banned: {why}"):
@@ -760,10 +762,8 @@ class Service:
             platform=actor.platform, server_id=actor.server_id, limit=limit
         )
 
-    async def stats(self, actor: Actor) -> Any:
-        """``talkies status`` for operators (a :class:`bot.status.StatusReport`)."""
-        from bot.status import collect_status
-
+    async def stats(self, actor: Actor) -> StatusReport:
+        """What ``talkies status`` shows, for operators."""
         if not self.is_operator(actor):
             raise UserFacingError("not_allowed", "Only bot operators can see the bot's figures.")
         return await collect_status(self.settings, self.db, self.queue.redis if self.queue else None)

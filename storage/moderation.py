@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiosqlite
+
 from storage import audit
 from storage.database import Database, fetch_all, fetch_one
 
@@ -151,6 +153,5 @@ class ModerationStore:
         return [_term(row) for row in rows]
 
 
-def _term(row: object) -> BannedTerm:
-    return BannedTerm(row["id"], row["platform"], row["scope"], row["term"],  # type: ignore[index]
-                      row["added_by"])  # type: ignore[index]
+def _term(row: aiosqlite.Row) -> BannedTerm:
+    return BannedTerm(row["id"], row["platform"], row["scope"], row["term"], row["added_by"])

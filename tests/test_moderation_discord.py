@@ -16,7 +16,7 @@ from bot.discord_moderation import BANNED_JOB_TEXT
 from bot.service import Actor, Service
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
-from storage import Database, JobStatus
+from storage import Database
 from tests.discord_fake import EPHEMERAL, MANAGE_GUILD, FakeDiscord, InteractionRecord, opt, originals, running_bot
 from tests.test_discord_commands import answered, ephemeral_error
 

@@ -6,7 +6,6 @@ No worker runs here: queued jobs stay queued, so a ban finds them to cancel.
 
 from __future__ import annotations
 
-import pytest
 from arq import ArqRedis
 
 from bot.service import Service
@@ -15,7 +14,7 @@ from bot.telegram_moderation import BANNED_JOB_TEXT
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
-from tests.telegram_fake import Chat, FakeBotAPI, User
+from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     ADA,
     ALICE,
