@@ -201,6 +201,12 @@ async def test_allow_list_answers_only_in_listed_servers(
                             "run it only for the communities they chose.")
         assert await queue.zcard(QUEUE_NAME) == 0
         assert await service.credits.user_id("discord", str(BOB)) is None  # not even signed up
-        # operators can still use it anywhere (to manage it)
+        # operators can still use it anywhere (to manage it), and see the bot's figures
         record = await fake.slash("credits", user_id=OPERATOR, guild_id=OTHER_GUILD)
         assert "200 credits" in await answered(fake, record)
+        record = await fake.slash("stats", user_id=OPERATOR, guild_id=OTHER_GUILD)
+        text = await answered(fake, record)
+        assert "queue: 0 waiting" in text and "today (UTC): jobs requested 0" in text
+        assert "new users 2" in text  # the member and the operator signed up above
+        record = await fake.slash("stats", user_id=MEMBER, guild_id=GUILD)
+        assert "Only bot operators" in await reply_of(fake, record)
