@@ -473,6 +473,8 @@ class Service:
                 f"{exc.needed}. A bot operator can add more with /pool fund.",
             ) from None
         metrics.credits("granted", credits)
+        if record.recipient_signed_up:
+            metrics.credits("granted", self.settings.signup_grant)
         balance = await self.credits.balance(record.recipient_user_id)
         return GrantDone(
             recipient_user_id=recipient_user_id, amount=credits,

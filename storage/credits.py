@@ -7,6 +7,7 @@ indexes, so concurrent commands can never overspend, double-grant or settle twic
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import timedelta, timezone
@@ -47,6 +48,7 @@ class GrantRecord:
     server_id: str | None
     reason: str
     pool_balance_after: int | None
+    recipient_signed_up: bool = False  # the grant signed the recipient up (sign-up grant too)
 
 
 class SettleOutcome(enum.Enum):
@@ -295,7 +297,8 @@ class CreditLedger:
             account = await self._ensure_user(
                 conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
-            return await self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
+            record = await self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
+            return dataclasses.replace(record, recipient_signed_up=account.signed_up_now)
 
     async def _grant(
         self,

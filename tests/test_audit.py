@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from arq import ArqRedis
+from prometheus_client import REGISTRY
 
 from bot.service import Actor, Service, UserFacingError
 from config import Settings, load_settings
@@ -22,12 +23,20 @@ OPERATOR = Actor("discord", "900", "op", server_id="guild")
 OPERATOR_DM = Actor("discord", "900", "op")
 
 
+def credits_counted(kind: str) -> float:
+    return REGISTRY.get_sample_value("talkies_credits_total", {"kind": kind}) or 0.0
+
+
 async def test_grants_funding_and_refunds_are_audited(service: Service, db: Database) -> None:
+    granted, refunded = credits_counted("granted"), credits_counted("refunded")
     await service.fund_pool(OPERATOR, "guild", 50, "season start")
     await service.grant(ADMIN, "1", 30, "contest winner")
     await service.grant(OPERATOR, "3", 7, "bug report")
     accepted = await service.request_video(ALICE, "rain on a tin roof")
     await service.cancel_job(ALICE, accepted.job_id)
+    # the metrics saw the same: two grants and the sign-ups they made; one refund
+    assert credits_counted("granted") - granted == 30 + 7 + 2 * 200
+    assert credits_counted("refunded") - refunded == 20
 
     entries = await service.audit.latest(platform="discord", server_id="guild")
     summary = [(e.action, e.actor, e.target, e.amount, e.reason) for e in entries]
