@@ -1,12 +1,14 @@
 """Discord's community commands: /ban, /unban, /banlist, /audit and /stats (operators).
 
 Thin like :mod:`bot.discord_commands`: permissions and rules live in :mod:`bot.service`; every
-answer is ephemeral (a ban list or an audit trail is nobody else's business). A ban also marks
-the banned user's cancelled videos as such in their channel messages.
+answer is ephemeral (a ban list or an audit trail is nobody else's business). A new ban is told to
+the banned user once, by DM, and marks their cancelled videos as such in their channel
+messages; their later commands are refused with the reason (:meth:`Service.admit`).
 """
 
 # No ``from __future__ import annotations``: discord.py reads the parameter annotations.
 
+import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -19,8 +21,24 @@ from bot.service import MAX_REASON_CHARS, UserFacingError
 if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
 
+log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 BANNED_JOB_TEXT = "\U0001f6ab Cancelled: its author can no longer use talkies here. Not charged."
+
+
+def banned_notice(interaction: discord.Interaction, everywhere: bool, reason: str) -> str:
+    place = "anywhere" if everywhere or interaction.guild is None else (
+        f"in the server \u201c{interaction.guild.name}\u201d")
+    return clip(f"You have been banned from using talkies {place}. Reason: {reason}")
+
+
+async def tell_banned(bot: "DiscordBot", user_id: int, text: str) -> None:
+    """The one message a banned user gets, by DM (best effort: their DMs may be closed)."""
+    try:
+        channel = await bot.client.create_dm(discord.Object(user_id))
+        await channel.send(text, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as exc:
+        log.info("could not tell user %s about their ban (%s)", user_id, exc.status)
 
 
 def register_moderation_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None:
@@ -47,6 +65,8 @@ def register_moderation_commands(tree: app_commands.CommandTree, bot: "DiscordBo
         for job in done.cancelled:
             await bot.frontend.show_cancelled(job, BANNED_JOB_TEXT)
         where = "everywhere" if done.everywhere else "in this server"
+        if done.new:
+            await tell_banned(bot, user.id, banned_notice(interaction, done.everywhere, reason))
         text = f"{user.mention} is {'now ' if done.new else 'still '}banned {where}: {reason}."
         if done.cancelled:
             text += f" Cancelled and refunded {len(done.cancelled)} queued video(s)."

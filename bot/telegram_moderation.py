@@ -3,6 +3,8 @@
 In a group they act on that group (its admins, with the admin right the bot asks for grants);
 an operator's in a private chat act bot-wide. The user to (un)ban is the author of the message
 replied to, or a numeric user id: ``/ban <reason>`` as a reply, or ``/ban <user id> <reason>``.
+The bot's answer in the group, with the reason, is the banned user's one clear message (a bot
+can't write first to someone in private); their later commands are refused with the reason.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class TelegramModeration:
             if status_id is not None and chat_id is not None:
                 self.h.frontend.set_status(int(chat_id), int(status_id), BANNED_JOB_TEXT, final=True)
         where = "everywhere" if done.everywhere else "in this group"
-        text = f"{name} is {'now ' if done.new else 'still '}banned {where}."
+        why = " ".join(args)
+        text = f"{name} is {'now ' if done.new else 'still '}banned {where}. Reason: {why}."
         if done.cancelled:
             text += f" Cancelled and refunded {len(done.cancelled)} queued video(s)."
         if done.still_running:

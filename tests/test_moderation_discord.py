@@ -144,6 +144,10 @@ async def test_ban_cancels_and_refunds_queued_jobs_and_unban_restores(
         assert "Cancelled and refunded 2 queued video(s)." in text
         for record in videos:
             await fake.wait_for(lambda r=record: BANNED_JOB_TEXT in (r.message or {}).get("content", ""))
+        # the one message the banned user gets, by DM
+        [notice] = fake.channel_messages[f"9{MEMBER}"]
+        assert notice["content"] == ("You have been banned from using talkies in the server "
+                                     f"\u201cguild {GUILD}\u201d. Reason: spamming prompts")
         assert await queue.zcard(QUEUE_NAME) == 0
         assert await available(service, MEMBER) == 200
         jobs = await service.jobs.in_flight(await service.credits.user_id("discord", str(MEMBER)))
@@ -174,13 +178,18 @@ async def test_ban_cancels_and_refunds_queued_jobs_and_unban_restores(
         # an operator's ban applies everywhere
         banned = await moderate("ban", OPERATOR, everywhere=True)
         assert "banned everywhere" in await answered(fake, banned)
+        assert fake.channel_messages[f"9{MEMBER}"][-1]["content"] == (
+            "You have been banned from using talkies anywhere. Reason: spamming prompts")
+        again = await moderate("ban", OPERATOR, everywhere=True)
+        assert "is still banned everywhere" in await answered(fake, again)
+        assert len(fake.channel_messages[f"9{MEMBER}"]) == 2  # a repeated ban isn't re-sent
         record = await fake.slash("credits", user_id=MEMBER, guild_id=OTHER_GUILD)
         assert "banned from using talkies anywhere" in await reply_of(fake, record)
         record = await fake.slash("credits", user_id=MEMBER, guild_id=None)
         assert "banned from using talkies anywhere" in await reply_of(fake, record)
 
     entries = await service.audit.latest(platform="discord")
-    assert [e.action for e in entries][:2] == ["ban", "unban"]
+    assert [e.action for e in entries][:3] == ["ban", "ban", "unban"]  # re-bans are recorded
     refunds = [e for e in entries if e.action == "refund"]
     assert len(refunds) == 2 and all(e.amount == 20 and e.server_id == str(GUILD) for e in refunds)
 

@@ -58,8 +58,8 @@ async def test_group_ban_list_ban_by_reply_refunds_and_unban(
     assert await available(service, ALICE) == 160
     alice_said = api.push_message(GROUP, ALICE, "hello")
     answer = await say(api, GROUP, ADA, "/ban flooding the queue", reply_to=alice_said["message_id"])
-    assert answer.text == ("Alice is now banned in this group. Cancelled and refunded 2 queued "
-                           "video(s).")
+    assert answer.text == ("Alice is now banned in this group. Reason: flooding the queue. "
+                           "Cancelled and refunded 2 queued video(s).")
     await api.wait_for(lambda: all(s.text == BANNED_JOB_TEXT for s in statuses))
     assert await queue.zcard(QUEUE_NAME) == 0 and await available(service, ALICE) == 200
 
@@ -83,7 +83,7 @@ async def test_group_ban_list_ban_by_reply_refunds_and_unban(
 
     # operators ban everywhere from their private chat
     answer = await say(api, Chat.private(OLGA), OLGA, f"/ban {BOB.id} scam links")
-    assert answer.text == f"user {BOB.id} is now banned everywhere."
+    assert answer.text == f"user {BOB.id} is now banned everywhere. Reason: scam links."
     assert "banned from using talkies anywhere" in (await say(api, OTHER_GROUP, BOB, "/help")).text
     entries = await service.audit.latest(platform="telegram")
     assert [e.action for e in entries][:5] == ["ban", "unban", "refund", "refund", "ban"]
