@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from arq import ArqRedis
 
+from bot import metrics
 from bot.service import Service
 from config.settings import Settings
 from gpu_worker.protocol import create_queue_pool
@@ -52,6 +53,7 @@ async def serve_discord(settings: Settings) -> None:
     """Run the Discord bot until it is closed (SIGTERM) or cancelled."""
     from bot.discord_bot import build_bot
 
+    metrics.serve(settings.metrics_port_discord, "discord", settings.redis_url)
     async with open_core(settings) as core:
         bot = build_bot(settings, core.service)
         loop = asyncio.get_running_loop()
@@ -91,6 +93,7 @@ async def serve_telegram(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    metrics.serve(settings.metrics_port_telegram, "telegram", settings.redis_url)
     try:
         async with open_core(settings) as core:
             bot = TelegramBot(

@@ -150,6 +150,58 @@ def up() -> None:
     Supervisor(children, grace_s=settings.worker_shutdown_grace_s + 10, echo=typer.echo).run()
 
 
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
+) -> None:
+    """Redis, the queue, the workers (and their presets), jobs in flight, today's totals."""
+    import asyncio
+    import json
+
+    from redis.asyncio import Redis
+
+    from bot.status import StatusReport, collect_status
+    from storage import Database
+
+    settings = _settings()
+
+    async def collect() -> StatusReport:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            async with Database(settings.database_path) as db:
+                return await collect_status(settings, db, redis)
+        finally:
+            await redis.aclose()
+
+    report = asyncio.run(collect())
+    text = json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines())
+    typer.echo(redact(text))
+
+
+@app.command()
+def audit(
+    limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 30,
+    platform: Annotated[Optional[str], typer.Option(help="discord or telegram.")] = None,
+    server: Annotated[Optional[str], typer.Option(help="One server's (guild or group id).")] = None,
+) -> None:
+    """The audit trail: grants, pool funding, bans, ban-list changes and refunds."""
+    import asyncio
+
+    from bot.reports import audit_line
+    from storage import Database
+    from storage.audit import AuditLog
+
+    settings = _settings()
+
+    async def read() -> list[str]:
+        async with Database(settings.database_path) as db:
+            entries = await AuditLog(db).latest(platform=platform, server_id=server, limit=limit)
+        return [f"{e.platform}:{e.server_id or '-'} {audit_line(e)}" for e in entries]
+
+    lines = asyncio.run(read())
+    typer.echo("\n".join(lines) if lines else "The audit trail is empty.")
+
+
 @app.command("config")
 def show_config() -> None:
     """Check the configuration and say which parts can run."""

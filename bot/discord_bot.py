@@ -18,7 +18,8 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.discord_commands import register_commands
+from bot import metrics
+from bot.discord_commands import command_name, register_commands
 from bot.discord_frontend import EDIT_INTERVAL_S, Clock, DiscordFrontend
 from bot.service import Service
 from bot.watcher import JobWatcher
@@ -43,6 +44,9 @@ class _TalkiesClientMixin:
     async def close(self) -> None:
         await self.talkies.on_close()
         await super().close()  # type: ignore[misc]
+
+    async def on_app_command_completion(self, interaction: discord.Interaction, command: Any) -> None:
+        metrics.command("discord", command_name(interaction), "ok")
 
 
 class TalkiesClient(_TalkiesClientMixin, discord.Client):

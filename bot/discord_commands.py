@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import discord
 from discord import app_commands
 
+from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
@@ -65,6 +66,12 @@ async def reply_error(interaction: discord.Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
+def command_name(interaction: discord.Interaction) -> str:
+    """The top-level command's name (for metrics), known even before it is resolved."""
+    data = interaction.data or {}
+    return str(data.get("name") or "unknown")
+
+
 def timestamp(moment: datetime, style: str = "R") -> str:
     return f"<t:{int(moment.timestamp())}:{style}>"
 
@@ -82,6 +89,11 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
             lines.append(
                 f"From the next UTC day on, your first command each day adds {view.daily_grant} "
                 f"free credits (next after {nxt})."
+            )
+        elif view.signed_up_today:
+            lines.append(
+                f"You received your {signup_grant} sign-up credits today; from the next UTC day "
+                f"on, your first command each day adds {view.daily_grant} (next after {nxt})."
             )
         elif view.daily_granted_today:
             lines.append(
@@ -115,6 +127,8 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
         "server's pool; bot operators give freely.\n"
         "\u2022 `/pool balance` \u2014 this server's pool; `/pool fund` (bot operators) adds to it.\n"
+        "\u2022 `/banlist`, `/ban`, `/unban`, `/audit` \u2014 server admins: words refused in "
+        "prompts, bans in this server, and what was granted, banned or refunded here.\n"
         f"New users get {s.signup_grant} credits, and everyone gets {s.daily_grant} free credits "
         "with their first command each UTC day. Failed videos are never charged."
     )
@@ -124,7 +138,8 @@ def seconds_option(min_s: float, max_s: float) -> tuple[Any, list[app_commands.C
     """Whole-second choices when they fit in Discord's 25, else a bounded number."""
     whole = list(range(math.ceil(min_s), math.floor(max_s) + 1))
     if 0 < len(whole) <= MAX_CHOICES:
-        return int, [app_commands.Choice(name=f"{s} seconds", value=s) for s in whole]
+        return int, [app_commands.Choice(name=f"{s} second{'' if s == 1 else 's'}", value=s)
+                     for s in whole]
     return app_commands.Range[float, min_s, max_s], []
 
 
@@ -250,9 +265,28 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         lengths = await service.clip_lengths()
         await interaction.response.send_message(help_text(bot, lengths), ephemeral=True)
 
+    from bot.discord_moderation import register_moderation_commands
+
+    register_moderation_commands(tree, bot)
+
+    async def admit(interaction: discord.Interaction) -> bool:
+        """Every command first: outside the allow-list or banned, one clear refusal."""
+        try:
+            await service.admit(actor_of(interaction))
+        except UserFacingError as exc:
+            metrics.command("discord", command_name(interaction), "refused")
+            await reply_error(interaction, exc.user_message)
+            return False
+        return True
+
+    tree.interaction_check = admit  # type: ignore[method-assign]
+
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = getattr(error, "original", error)
+        refused = isinstance(cause, UserFacingError) or isinstance(
+            error, (app_commands.CheckFailure, app_commands.TransformerError))
+        metrics.command("discord", command_name(interaction), "refused" if refused else "error")
         if isinstance(cause, UserFacingError):
             text = cause.user_message
         elif isinstance(error, (app_commands.CheckFailure, app_commands.TransformerError)):

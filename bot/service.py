@@ -21,7 +21,8 @@ from arq import ArqRedis
 from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
-from bot import text_rules
+from bot.status import StatusReport, collect_status
+from bot import banlist, metrics, text_rules
 from config.settings import Platform, Settings
 from gpu_worker.protocol import UserError
 from gpu_worker.queue import JobQueue
@@ -36,8 +37,10 @@ from storage import (
     SettleOutcome,
     TooManyJobs,
 )
+from storage.audit import AuditEntry, AuditLog
 from storage.credits import UserAccount
 from storage.errors import PoolExhausted
+from storage.moderation import EVERYWHERE, ModerationStore
 
 MAX_SEED = 2**31 - 1
 MAX_REASON_CHARS = 200
@@ -49,7 +52,8 @@ EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
-    "not_cancellable", "bad_request",
+    "not_cancellable", "bad_request", "banned", "banned_prompt", "not_here", "bad_term",
+    "unknown_rule",
 ]
 
 
@@ -104,6 +108,7 @@ class CreditsView:
     next_daily_at: datetime
     jobs_in_flight: list[Job] = field(default_factory=list)
     signed_up_now: bool = False
+    signed_up_today: bool = False  # today's free credits were the sign-up grant
 
     @property
     def videos_affordable(self) -> int:
@@ -243,6 +248,8 @@ class Service:
             max_signups_per_hour=settings.max_signups_per_hour,
         )
         self.jobs = JobStore(db)
+        self.moderation = ModerationStore(db)
+        self.audit = AuditLog(db)
 
     # -- checks ------------------------------------------------------------------------
     def is_operator(self, actor: Actor) -> bool:
@@ -263,10 +270,15 @@ class Service:
         return created is None or self.db.clock() - created < timedelta(days=min_days)
 
     async def _account(self, actor: Actor) -> UserAccount:
-        return await self.credits.ensure_user(
+        account = await self.credits.ensure_user(
             actor.platform, actor.user_id, actor.display_name,
             too_new=self.account_too_new(actor.platform, actor.user_id),
         )
+        if account.signed_up_now:
+            metrics.credits("granted", self.settings.signup_grant)
+        if account.daily_granted_now:
+            metrics.credits("granted", self.settings.daily_grant)
+        return account
 
     async def _seconds(self, seconds: object) -> float:
         asked = parse_seconds(seconds)
@@ -300,7 +312,9 @@ class Service:
         ``delivery`` is whatever the frontend needs to reach the user later (chat, channel,
         message and interaction references); ``max_bytes`` is the platform's upload limit.
         """
+        await self.admit(actor)
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
+        await self.check_prompt(actor, text)
         clip_seconds = await self._seconds(seconds)
         clip_seed = self._seed(seed)
         delivery = check_delivery(delivery, max_bytes)
@@ -319,10 +333,11 @@ class Service:
                 max_per_server=self.settings.max_jobs_per_server,
             )
         except InsufficientCredits as exc:
-            message = self._no_credits_message(exc, account.signup_withheld)
+            message = await self._no_credits_message(exc, actor, account.signup_withheld)
             raise UserFacingError("no_credits", message) from None
         except TooManyJobs as exc:
-            raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
+            message = self._too_many_jobs_message(exc, self.place_word(actor))
+            raise UserFacingError("too_many_jobs", message) from None
 
         position = await self._enqueue(job_id, text, params)
         balance = await self.credits.balance(account.id)
@@ -353,14 +368,28 @@ class Service:
         except (RedisError, OSError):
             return None
 
-    def _no_credits_message(self, exc: InsufficientCredits, withheld: str | None = None) -> str:
+    async def _grant_hint(self, actor: Actor, *, full: bool = True) -> str:
+        """Where else credits can come from: a grant from this server's pool, when it has
+        any (with ``full``, as a clause; else as a subject)."""
+        place = self.place_word(actor)
+        if actor.server_id is None:
+            return ""
+        pool = await self.credits.pool_balance(actor.platform, actor.server_id)
+        if pool <= 0:
+            return ""
+        return f", or ask a {place} admin for a grant" if full else f"a {place} admin can grant you some"
+
+    async def _no_credits_message(
+        self, exc: InsufficientCredits, actor: Actor, withheld: str | None = None
+    ) -> str:
         reset = next_utc_midnight(self.db.clock())
         if withheld == "account_too_new":
             days = self.settings.discord_min_account_age_days
+            hint = await self._grant_hint(actor, full=False)
             return (
                 f"A video costs {exc.needed} credits and you have {exc.available}. Free "
-                f"credits start once your Discord account is {days:g} days old; until then a "
-                "server admin can grant you some. You were not charged."
+                f"credits start once your Discord account is {days:g} days old"
+                f"{'; until then ' + hint if hint else ''}. You were not charged."
             )
         if withheld == "signups_paused":
             return (
@@ -372,18 +401,18 @@ class Service:
         return (
             f"A video costs {exc.needed} credits and you have {exc.available} available. "
             f"You get {self.settings.daily_grant} free credits with your first command each "
-            f"UTC day (next after {reset:%H:%M} UTC), or ask a server admin for a grant."
+            f"UTC day (next after {reset:%H:%M} UTC){await self._grant_hint(actor)}."
         )
 
     @staticmethod
-    def _too_many_jobs_message(exc: TooManyJobs) -> str:
+    def _too_many_jobs_message(exc: TooManyJobs, place: str = "server") -> str:
         if exc.scope == "user":
             return (
                 f"You already have {exc.in_flight} videos in progress (the limit is "
                 f"{exc.limit}). Wait for one to finish, then try again; you were not charged."
             )
         return (
-            f"This server already has {exc.in_flight} videos in progress (the limit is "
+            f"This {place} already has {exc.in_flight} videos in progress (the limit is "
             f"{exc.limit}). Please try again in a few minutes; you were not charged."
         )
 
@@ -399,6 +428,7 @@ class Service:
             next_daily_at=next_utc_midnight(self.db.clock()),
             jobs_in_flight=await self.jobs.in_flight(account.id),
             signed_up_now=account.signed_up_now,
+            signed_up_today=balance.signed_up_today,
         )
 
     async def grant(
@@ -416,28 +446,35 @@ class Service:
                     f"Group admins need the \u201c{right}\u201d admin right to grant from the "
                     "group's pool, and yours doesn't include it. Ask the group's owner.",
                 )
+            place = self.place_word(actor)
             if actor.server_id is None or not actor.is_server_admin:
                 raise UserFacingError(
                     "not_allowed",
-                    "Only bot operators, or admins of a server granting from that server's "
+                    f"Only bot operators, or admins of a {place} granting from that {place}'s "
                     "pool, can grant credits.",
                 )
             if recipient_user_id == actor.user_id:
                 raise UserFacingError(
-                    "not_allowed", "Server admins can't grant pool credits to themselves."
+                    "not_allowed", f"{place.capitalize()} admins can't grant pool credits to "
+                    "themselves."
                 )
         pool = None if operator else (actor.platform, actor.server_id or "")
         try:
             record = await self.credits.grant_to(
                 actor.platform, recipient_user_id, credits, grantor=actor.ref, reason=why,
                 from_pool=pool, too_new=self.account_too_new(actor.platform, recipient_user_id),
+                where=actor.server_id,
             )
         except PoolExhausted as exc:
             raise UserFacingError(
                 "pool_exhausted",
-                f"This server's pool has {exc.available} credits left, not enough to grant "
+                f"This {self.place_word(actor)}'s pool has {exc.available} credits left, not "
+                f"enough to grant "
                 f"{exc.needed}. A bot operator can add more with /pool fund.",
             ) from None
+        metrics.credits("granted", credits)
+        if record.recipient_signed_up:
+            metrics.credits("granted", self.settings.signup_grant)
         balance = await self.credits.balance(record.recipient_user_id)
         return GrantDone(
             recipient_user_id=recipient_user_id, amount=credits,
@@ -526,7 +563,8 @@ class Service:
         """
         if self.queue is not None and not await self.queue.withdraw(job_id):
             return False
-        await self.jobs.fail(job_id, reason, status=JobStatus.CANCELLED)
+        if await self.jobs.fail(job_id, reason, status=JobStatus.CANCELLED) is SettleOutcome.REFUNDED:
+            await self._count_credits("refunded", job_id)
         return True
 
     def caption(self, job: Job, seconds: float, available: int) -> str:
@@ -537,8 +575,206 @@ class Service:
     async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:
         """The video was delivered: commit the reservation (exactly once; with ``owner``, only
         while that watcher holds the job's delivery claim)."""
-        return Settlement(job_id, await self.jobs.finish(job_id, owner=owner))
+        outcome = await self.jobs.finish(job_id, owner=owner)
+        if outcome is SettleOutcome.COMMITTED:
+            await self._count_credits("spent", job_id)
+        return Settlement(job_id, outcome)
 
     async def fail_job(self, job_id: str, reason: str, *, owner: str | None = None) -> Settlement:
         """The video will not be delivered: refund the reservation (exactly once)."""
-        return Settlement(job_id, await self.jobs.fail(job_id, reason, owner=owner))
+        outcome = await self.jobs.fail(job_id, reason, owner=owner)
+        if outcome is SettleOutcome.REFUNDED:
+            await self._count_credits("refunded", job_id)
+        return Settlement(job_id, outcome)
+
+    async def _count_credits(self, kind: str, job_id: str) -> None:
+        job = await self.jobs.get(job_id)
+        if job is not None:
+            metrics.credits(kind, job.cost)
+
+    # -- moderation: allow-lists, bans, prompt ban lists, the audit trail -------------------
+    @staticmethod
+    def place_word(actor: Actor) -> str:
+        """What the platform calls a community: a Discord server, a Telegram group."""
+        return "group" if actor.platform == "telegram" else "server"
+
+    def allowed_here(self, actor: Actor) -> bool:
+        """TALKIES_ALLOWED_SERVERS / _CHATS: when set, only there (operators anywhere).
+
+        A Telegram private chat's id is the user's id, so listing a user allows their DMs.
+        """
+        if self.is_operator(actor):
+            return True
+        if actor.platform == "discord":
+            allowed = self.settings.allowed_servers
+            return not allowed or actor.server_id in allowed
+        allowed = self.settings.allowed_chats
+        return not allowed or (actor.server_id or actor.user_id) in allowed
+
+    async def admit(self, actor: Actor) -> None:
+        """Refuse anyone the bot must not serve here: outside the allow-list, or banned."""
+        if not self.allowed_here(actor):
+            where = "DMs" if actor.server_id is None else f"this {self.place_word(actor)}"
+            raise UserFacingError(
+                "not_here",
+                f"Sorry, this talkies bot isn't available in {where}: its operators run it "
+                "only for the communities they chose.",
+            )
+        ban = await self.moderation.ban_of(actor.platform, actor.server_id, actor.user_id)
+        if ban is not None:
+            where = "anywhere" if ban.scope == EVERYWHERE else f"in this {self.place_word(actor)}"
+            raise UserFacingError(
+                "banned", f"You are banned from using talkies {where}. Reason: {ban.reason}",
+            )
+
+    async def ban_rules(self, actor: Actor) -> list[banlist.Rule]:
+        """The rules a prompt from ``actor`` is checked against: the settings' global terms,
+        the global list, then this server's."""
+        rules = [
+            banlist.Rule(f"rule C{n} of the bot's ban list", term)
+            for n, term in enumerate(self.settings.banned_terms, start=1)
+        ]
+        for term in await self.moderation.terms(actor.platform, actor.server_id):
+            whose = "the bot's" if term.scope == EVERYWHERE else f"this {self.place_word(actor)}'s"
+            rules.append(banlist.Rule(f"rule #{term.id} of {whose} ban list", term.term))
+        return rules
+
+    async def check_prompt(self, actor: Actor, prompt: str) -> None:
+        """Refuse a prompt on a ban list, naming the rule but never repeating the text."""
+        rule = banlist.first_match(prompt, await self.ban_rules(actor))
+        if rule is not None:
+            raise UserFacingError(
+                "banned_prompt",
+                f"Your prompt was refused: it matches {rule.label}. Please rephrase it; "
+                "you were not charged.",
+            )
+
+    def _moderator_scope(self, actor: Actor, everywhere: bool, what: str) -> str:
+        """The scope ``actor`` may moderate: "" (everywhere, operators) or their server."""
+        place = self.place_word(actor)
+        if self.is_operator(actor):
+            return EVERYWHERE if everywhere or actor.server_id is None else actor.server_id
+        if everywhere:
+            raise UserFacingError("not_allowed", f"Only bot operators can {what} everywhere.")
+        if actor.server_id is not None and actor.missing_admin_right:
+            right = actor.missing_admin_right.removeprefix("can_").replace("_", " ")
+            raise UserFacingError(
+                "not_allowed",
+                f"Group admins need the \u201c{right}\u201d admin right to {what}, and yours "
+                "doesn't include it. Ask the group's owner.",
+            )
+        if actor.server_id is None or not actor.is_server_admin:
+            raise UserFacingError(
+                "not_allowed", f"Only bot operators, or admins of a {place} in that {place}, "
+                f"can {what}.",
+            )
+        return actor.server_id
+
+    async def ban(
+        self, actor: Actor, user_id: str, reason: str | None, *, everywhere: bool = False
+    ) -> BanDone:
+        """Ban a user here (admins) or everywhere (operators); their queued jobs there are
+        cancelled and refunded. Jobs a worker already started run to their end."""
+        scope = self._moderator_scope(actor, everywhere, "ban users")
+        why = self._reason(reason)
+        if user_id == actor.user_id:
+            raise UserFacingError("not_allowed", "You can't ban yourself.")
+        if user_id in self.settings.operator_ids(actor.platform):
+            raise UserFacingError("not_allowed", "Bot operators can't be banned.")
+        new = await self.moderation.ban(actor.platform, scope, user_id, reason=why, actor=actor.ref)
+        cancelled, running = [], 0
+        account = await self.credits.user_id(actor.platform, user_id)
+        unfinished = await self.jobs.in_flight(account) if account is not None else []
+        for job in unfinished:
+            if scope != EVERYWHERE and job.server_id != scope:
+                continue
+            if job.status is JobStatus.QUEUED and await self.withdraw(job.id, f"banned: {why}"):
+                cancelled.append(dataclasses.replace(job, status=JobStatus.CANCELLED))
+            else:
+                running += 1
+        return BanDone(user_id, scope == EVERYWHERE, new, cancelled, running)
+
+    async def unban(
+        self, actor: Actor, user_id: str, reason: str | None, *, everywhere: bool = False
+    ) -> bool:
+        """Lift a ban; False when the user wasn't banned there."""
+        scope = self._moderator_scope(actor, everywhere, "unban users")
+        why = self._reason(reason)
+        return await self.moderation.unban(
+            actor.platform, scope, user_id, reason=why, actor=actor.ref
+        )
+
+    def _list_scope(self, actor: Actor, everywhere: bool) -> tuple[str, str]:
+        scope = self._moderator_scope(actor, everywhere, "change the prompt ban list")
+        return ("", "") if scope == EVERYWHERE else (actor.platform, scope)
+
+    async def banlist_add(self, actor: Actor, term: str | None, *, everywhere: bool = False) -> str:
+        """Add a rule; returns how users will see it named (e.g. "rule #3 of ...")."""
+        platform, scope = self._list_scope(actor, everywhere)
+        try:
+            text = text_rules.normalise(term)
+        except text_rules.BadText as exc:
+            raise UserFacingError("bad_term", f"The rule contains {exc.why} ({exc.codepoint}).") from None
+        if problem := banlist.check_term(text):
+            raise UserFacingError("bad_term", problem)
+        rule = await self.moderation.add_term(
+            platform, scope, text, actor=actor.ref, audit_platform=actor.platform,
+            audit_server=actor.server_id,
+        )
+        whose = "the bot's" if not scope else f"this {self.place_word(actor)}'s"
+        return f"rule #{rule.id} of {whose} ban list"
+
+    async def banlist_remove(self, actor: Actor, rule: object, *, everywhere: bool = False) -> str:
+        platform, scope = self._list_scope(actor, everywhere)
+        text = str(rule).strip().removeprefix("#")
+        removed = None
+        if ASCII_DIGITS.fullmatch(text):
+            removed = await self.moderation.remove_term(
+                platform, scope, int(text), actor=actor.ref, audit_platform=actor.platform,
+                audit_server=actor.server_id,
+            )
+        if removed is None:
+            whose = "the bot's" if not scope else f"this {self.place_word(actor)}'s"
+            raise UserFacingError(
+                "unknown_rule", f"There is no rule #{_shown(text)} in {whose} ban list; "
+                "/banlist show lists them.",
+            )
+        return f"rule #{removed.id}"
+
+    async def banlist_show(self, actor: Actor) -> list[str]:
+        """The rules that apply here, one line each (operators also see the global terms)."""
+        self._moderator_scope(actor, False, "see the prompt ban list")
+        operator = self.is_operator(actor)
+        lines = []
+        for n, term in enumerate(self.settings.banned_terms, start=1):
+            lines.append(f"C{n} (bot-wide, from the settings): {term if operator else '(hidden)'}")
+        for term in await self.moderation.terms(actor.platform, actor.server_id):
+            if term.scope == EVERYWHERE:
+                lines.append(f"#{term.id} (bot-wide): {term.term if operator else '(hidden)'}")
+            else:
+                lines.append(f"#{term.id}: {term.term}")
+        return lines
+
+    async def audit_entries(self, actor: Actor, limit: int = 15) -> list[AuditEntry]:
+        """A server's latest audit entries for its admins; operators in DMs see everything."""
+        if self.is_operator(actor) and actor.server_id is None:
+            return await self.audit.latest(limit=limit)
+        self._moderator_scope(actor, False, "see the audit log")
+        return await self.audit.latest(
+            platform=actor.platform, server_id=actor.server_id, limit=limit
+        )
+
+    async def stats(self, actor: Actor) -> StatusReport:
+        """What ``talkies status`` shows, for operators."""
+        if not self.is_operator(actor):
+            raise UserFacingError("not_allowed", "Only bot operators can see the bot's figures.")
+        return await collect_status(self.settings, self.db, self.queue.redis if self.queue else None)
+
+
+@dataclass(frozen=True)
+class BanDone:
+    user_id: str
+    everywhere: bool
+    new: bool  # False: they were banned there already (the reason is updated)
+    cancelled: list[Job]  # their queued jobs, cancelled and refunded
+    still_running: int  # jobs a worker had started: they run to their end

@@ -30,10 +30,12 @@ from telegram.ext import (
     filters,
 )
 
+from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
+from bot.telegram_moderation import TelegramModeration
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ COMMANDS = [
     BotCommand("cancel", "Cancel your queued video"),
     BotCommand("grant", "Give credits (operators; group admins from the pool)"),
     BotCommand("pool", "Show this group's credit pool"),
+    BotCommand("banlist", "Words refused in prompts (group admins)"),
+    BotCommand("ban", "Ban a user here (group admins)"),
+    BotCommand("unban", "Lift a ban (group admins)"),
+    BotCommand("audit", "Latest grants, bans and refunds here (group admins)"),
     BotCommand("help", "How to write a good prompt"),
     BotCommand("start", "Sign up and get started"),
 ]
@@ -80,13 +86,16 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         "mention me.\n"
         f"Each video is {lengths.default_s:g} s long (possible now: {lengths.span}; "
         f"{lengths.why}).\n"
-        f"A video costs {settings.video_price} credits; you get {settings.daily_grant} free "
-        "credits with your first command each UTC day.\n\n"
+        f"A video costs {settings.video_price} credits. New users get {settings.signup_grant} "
+        f"credits to start, and everyone gets {settings.daily_grant} free credits with their "
+        "first command each UTC day (from the day after signing up).\n\n"
         "/video <prompt> \u2013 make a video\n"
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"
-        "/pool \u2013 this group's credit pool\n\n"
+        "/pool \u2013 this group's credit pool\n"
+        "/banlist, /ban, /unban, /audit \u2013 group admins: words refused in prompts, bans "
+        "in this group, and what was granted, banned or refunded here\n\n"
         + PROMPT_TIPS
     )
 
@@ -148,17 +157,39 @@ class TelegramHandlers:
         return Actor(PLATFORM, str(user.id), user.full_name or user.username, server_id, admin,
                      missing)
 
+    async def admit(self, update: Update) -> None:
+        """Outside the allow-list, or banned: refuse (UserFacingError) before anything else."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is not None and chat is not None:
+            server_id = str(chat.id) if is_group(chat.type) else None
+            await self.service.admit(Actor(PLATFORM, str(user.id), None, server_id))
+
     def guarded(
-        self, handler: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+        self,
+        handler: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]],
+        name: str | None = None,
+        *,
+        admit: bool = True,
     ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
-        """Turn a refusal from the service into a reply to the user's message."""
+        """Admit the sender (``admit``), run, and turn a refusal from the service into a reply
+        to the user's message; counts the outcome as command ``name`` (when given)."""
 
         async def run(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            outcome = "ok"
             try:
+                if admit:
+                    await self.admit(update)
                 await handler(update, context)
             except UserFacingError as exc:
+                outcome = "refused"
                 if update.effective_message is not None:
                     await self.reply(update.effective_message, exc.user_message)
+            except Exception:
+                outcome = "error"
+                raise
+            finally:
+                if name is not None:
+                    metrics.command(PLATFORM, name, outcome)
 
         return run
 
@@ -220,15 +251,18 @@ class TelegramHandlers:
                 actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
             )
         except UserFacingError as exc:
+            metrics.command(PLATFORM, "video", "refused")
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
         except Exception:
+            metrics.command(PLATFORM, "video", "error")
             log.exception("video request failed")
             await self.frontend.settle_status(
                 message.chat_id, status.message_id,
                 "Something went wrong on our side. Please try again in a minute.",
             )
             return
+        metrics.command(PLATFORM, "video", "ok")
         self.frontend.set_status(
             message.chat_id, status.message_id, queued_text(accepted, self.settings.signup_grant)
         )
@@ -283,7 +317,13 @@ class TelegramHandlers:
             + (f" (+{view.held} held for videos in progress)" if view.held else "") + ".",
             f"A video costs {view.price} credits: enough for {view.videos_affordable}.",
         ]
-        if view.daily_granted_today:
+        if view.signed_up_today:
+            lines.append(
+                f"Sign-up bonus: +{self.settings.signup_grant} received today; the daily bonus "
+                f"(+{view.daily_grant}) starts with your first command after "
+                f"{view.next_daily_at:%H:%M} UTC."
+            )
+        elif view.daily_granted_today:
             lines.append(
                 f"Daily bonus: +{view.daily_grant} claimed today; the next comes with your "
                 f"first command after {view.next_daily_at:%H:%M} UTC."
@@ -394,18 +434,25 @@ def build_application(
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
+    moderation = TelegramModeration(h)
     commands: list[tuple[str, Callable[..., Awaitable[None]]]] = [
         ("start", h.start), ("help", h.help), ("video", h.video_command), ("credits", h.credits),
         ("grant", h.grant), ("pool", h.pool), ("cancel", h.cancel),
+        ("ban", moderation.ban), ("unban", moderation.unban), ("banlist", moderation.banlist),
+        ("audit", moderation.audit), ("stats", moderation.stats),
     ]
     for name, callback in commands:
-        app.add_handler(CommandHandler(name, h.guarded(callback), filters=private | groups))
+        counted = None if name == "video" else name  # request_video counts its own outcome
+        app.add_handler(CommandHandler(name, h.guarded(callback, counted),
+                                       filters=private | groups))
     app.add_handler(MessageHandler(private & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))
     mention = filters.Entity(MessageEntity.MENTION) | filters.Entity(MessageEntity.TEXT_MENTION)
+    # Not admitted up front: a message mentioning someone else gets no answer at all (the
+    # service refuses a banned or not-allowed request itself, in the status message).
     app.add_handler(MessageHandler(groups & filters.TEXT & ~filters.COMMAND & mention,
-                                   h.guarded(h.group_mention)))
+                                   h.guarded(h.group_mention, admit=False)))
     app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                    h.guarded(h.not_text)))
     app.add_handler(CallbackQueryHandler(h.callback))

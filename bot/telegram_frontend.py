@@ -309,11 +309,18 @@ class TelegramFrontend:
         return dataclasses.replace(video, mp4=mp4)
 
     async def _upload_action(self, target: Target) -> None:
+        """"Sending a video..." while uploading; skipped while the chat is in a flood wait
+        (every other call respects it, and this one would only prolong it)."""
         while True:
-            with contextlib.suppress(TelegramError):
-                await self.bot.send_chat_action(
-                    target.chat_id, ChatAction.UPLOAD_VIDEO, message_thread_id=target.thread_id
-                )
+            if self.flood.delay(target.chat_id) <= 0:
+                try:
+                    await self.bot.send_chat_action(
+                        target.chat_id, ChatAction.UPLOAD_VIDEO, message_thread_id=target.thread_id
+                    )
+                except RetryAfter as exc:
+                    self.flood.block(target.chat_id, retry_after_seconds(exc))
+                except TelegramError:
+                    pass
             await asyncio.sleep(CHAT_ACTION_EVERY_S)
 
     async def close(self, grace_s: float = 2.0) -> None:

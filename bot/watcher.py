@@ -35,7 +35,9 @@ from datetime import datetime
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot import metrics
 from bot.delivery import DeliveryError, Frontend, Job, Progress, VideoResult
+from bot.logs import job_context
 from bot.results import BadRecord, Failed, Limits, parse_progress, read_result
 from bot.service import Service
 from gpu_worker.protocol import progress_channel
@@ -156,6 +158,10 @@ class JobWatcher:
 
     async def _follow(self, job_id: str) -> None:
         """One job's task: poll until the job settles; no exception ends it early."""
+        with job_context(job_id):  # every line logged for this job carries its id
+            await self._follow_job(job_id)
+
+    async def _follow_job(self, job_id: str) -> None:
         state = _Followed(job_id)
         while True:
             try:
@@ -266,6 +272,7 @@ class JobWatcher:
             if self._queued_too_long(job):
                 if not await self.service.withdraw(job.id, "no worker picked it up in time"):
                     return Progress(job.id, "running")  # a worker took it just now
+                metrics.FAILURES.labels("bot", "queued_too_long").inc()
                 await self.frontend.report_failure(job, QUEUED_TOO_LONG)
                 return None
             position = await self.queue.position(job.id)
@@ -276,7 +283,8 @@ class JobWatcher:
             await self._fail(job, HUNG)
             return None
         if job.status is JobStatus.QUEUED:
-            await self.service.jobs.mark(job.id, JobStatus.RUNNING)
+            if await self.service.jobs.mark(job.id, JobStatus.RUNNING):
+                metrics.QUEUE_WAIT.observe(self._age_s(job))
         return parse_progress(job.id, await self.queue.progress(job.id))
 
     def _age_s(self, job: Job) -> float:
@@ -396,6 +404,7 @@ class JobWatcher:
             balance = await self.service.credits.balance(job.user_id)
             caption = self.service.caption(job, video.duration_s, balance.available)
             await self.frontend.deliver(job, video, caption)
+            metrics.UPLOAD_BYTES.labels(self.frontend.platform).observe(video.size_bytes)
 
         try:
             await asyncio.wait_for(send(), self._request_timeout(deadline))
@@ -421,6 +430,7 @@ class JobWatcher:
         settlement = await self.service.fail_job(job.id, message, owner=owner)
         if settlement.outcome is not SettleOutcome.REFUNDED:
             return  # delivered after all, already settled, or another watcher's to settle
+        metrics.FAILURES.labels("bot", _failure_reason(message)).inc()
         try:
             ending = "" if message.endswith((".", "!", "?")) else "."
             await asyncio.wait_for(
@@ -437,3 +447,13 @@ class JobWatcher:
             await self.queue.forget(job_id)
         except Exception:
             pass  # they expire by themselves
+
+
+def _failure_reason(message: str) -> str:
+    """A short label for a refunded job's failure (for metrics; the message is the user's)."""
+    known = {LOST: "lost", GAVE_UP: "gave_up", EXPIRED: "expired", HUNG: "hung"}
+    if message in known:
+        return known[message]
+    if message.startswith(NOT_DELIVERED):
+        return "not_delivered"
+    return "worker_failed"

@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     worker_poll_delay_s: float = Field(default=0.02, gt=0, le=5)
     result_ttl_s: int = Field(default=3600, ge=60)
 
+    # Moderation: allow-lists (empty = everywhere) and the operators' global prompt ban list
+    allowed_servers: IdList = frozenset()  # Discord guild ids the bot answers in
+    allowed_chats: IdList = frozenset()  # Telegram chat ids (groups, or users' private chats)
+    banned_terms: Annotated[tuple[str, ...], NoDecode] = ()  # "term, other term, prefix*"
+
+    # Observability: Prometheus /metrics ports (None = off), log format
+    metrics_port_discord: int | None = Field(default=None, ge=1, le=65535)
+    metrics_port_telegram: int | None = Field(default=None, ge=1, le=65535)
+    metrics_port_worker: int | None = Field(default=None, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
+
     # Models
     model_preset: str = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
@@ -88,7 +99,10 @@ class Settings(BaseSettings):
     # Where `talkies up` keeps its local Redis data (AOF), and other state of this host.
     data_dir: Path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "talkies"
 
-    @field_validator("discord_operator_ids", "telegram_operator_ids", mode="before")
+    @field_validator(
+        "discord_operator_ids", "telegram_operator_ids", "allowed_servers", "allowed_chats",
+        mode="before",
+    )
     @classmethod
     def _split_ids(cls, value: object) -> object:
         """Accept "1, 2,3" as well as a list."""
@@ -96,8 +110,16 @@ class Settings(BaseSettings):
             items = [part.strip() for part in value.split(",") if part.strip()]
             for item in items:
                 if not item.lstrip("-").isdigit():
-                    raise ValueError(f"{item!r} is not a numeric user id")
+                    raise ValueError(f"{item!r} is not a numeric id")
             return frozenset(items)
+        return value
+
+    @field_validator("banned_terms", mode="before")
+    @classmethod
+    def _split_terms(cls, value: object) -> object:
+        """Accept "term one, term two" as well as a list."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("telegram_api_url")

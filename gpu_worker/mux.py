@@ -206,7 +206,7 @@ def _smaller(s: _Settings, size: int, max_bytes: int, duration: float) -> _Setti
 
 def _too_big(max_bytes: int, size: int) -> str:
     return (f"The video is too long or detailed to fit in {_human(max_bytes)} "
-            f"(smallest try: {_human(size)}). Try a shorter clip or a smaller size.")
+            f"(smallest try: {_human(size)}). Try a shorter clip.")
 
 
 def _human(n: int) -> str:

@@ -52,7 +52,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings, load_settings
 from config.settings import ConfigError
-from gpu_worker import stage_hold
+from bot import metrics
+from bot.logs import setup_logging
+from gpu_worker import observe, stage_hold
 from gpu_worker.cancellation import Cancellation, JobCancelled
 from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
 from gpu_worker.progress import ProgressPublisher
@@ -103,7 +105,9 @@ def _log_through_arq() -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     from gpu_worker.pipeline import load_models
 
+    setup_logging(SETTINGS)  # masked, and JSON when TALKIES_LOG_FORMAT=json
     _log_through_arq()
+    metrics.serve(SETTINGS.metrics_port_worker, "worker")
 
     # warm_up: one-time kernel set-up (CUDA, CPU convolutions) happens here, not in the first
     # user's job, where it would count against TALKIES_JOB_TIMEOUT_S.
@@ -151,7 +155,9 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop())
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
     held = stage_hold.hold_dir()
-    on_progress = publish if held is None else stage_hold.StageHold(held, job_id, publish)
+    on_progress = observe.StageLogger(
+        publish if held is None else stage_hold.StageHold(held, job_id, publish)
+    )
     cancel = Cancellation()
     with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
         output = Path(tmp) / "clip.mp4"
@@ -258,7 +264,7 @@ def worker_redis_settings(url: str) -> RedisSettings:
 class WorkerSettings:
     """arq settings, read from the environment when the worker starts."""
 
-    functions = [func(generate_video, name=GENERATE_VIDEO)]
+    functions = [func(observe.observed(generate_video), name=GENERATE_VIDEO)]
     queue_name = QUEUE_NAME
     redis_settings = worker_redis_settings(SETTINGS.redis_url)
     job_serializer = staticmethod(serialize)

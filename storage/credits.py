@@ -7,12 +7,14 @@ indexes, so concurrent commands can never overspend, double-grant or settle twic
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
 import aiosqlite
 
+from storage import audit
 from storage.database import Database, fetch_one, fetch_value
 from storage.errors import InsufficientCredits, PoolExhausted
 
@@ -33,7 +35,8 @@ class Balance:
     available: int
     held: int
     spent: int
-    daily_granted_today: bool
+    daily_granted_today: bool  # today's free credits were given (daily, or the sign-up grant)
+    signed_up_today: bool = False  # ... and they were the sign-up grant
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class GrantRecord:
     server_id: str | None
     reason: str
     pool_balance_after: int | None
+    recipient_signed_up: bool = False  # the grant signed the recipient up (sign-up grant too)
 
 
 class SettleOutcome(enum.Enum):
@@ -240,7 +244,11 @@ class CreditLedger:
                 user_id,
                 self.db.today(),
             )
-        return Balance(available, held, spent, daily > 0)
+            signup = await fetch_value(
+                conn, "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? AND "
+                "kind = 'signup'", user_id, self.db.today(),
+            )
+        return Balance(available, held, spent, daily > 0, signup > 0)
 
     async def reserve(self, user_id: int, job_id: str, amount: int) -> None:
         """Hold ``amount`` credits for ``job_id``; raises :class:`InsufficientCredits`."""
@@ -263,10 +271,13 @@ class CreditLedger:
         grantor: str,
         reason: str,
         from_pool: tuple[str, str] | None = None,
+        where: str | None = None,
     ) -> GrantRecord:
-        """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool."""
+        """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool.
+        ``where`` is the server the grant was made in (for the audit trail)."""
         async with self.db.transaction() as conn:
-            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool)
+            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool,
+                                     where)
 
     async def grant_to(
         self,
@@ -278,6 +289,7 @@ class CreditLedger:
         reason: str,
         from_pool: tuple[str, str] | None = None,
         too_new: bool = False,
+        where: str | None = None,
     ) -> GrantRecord:
         """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
         refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
@@ -285,7 +297,8 @@ class CreditLedger:
             account = await self._ensure_user(
                 conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
-            return await self._grant(conn, account.id, amount, grantor, reason, from_pool)
+            record = await self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
+            return dataclasses.replace(record, recipient_signed_up=account.signed_up_now)
 
     async def _grant(
         self,
@@ -295,6 +308,7 @@ class CreditLedger:
         grantor: str,
         reason: str,
         from_pool: tuple[str, str] | None,
+        where: str | None = None,
     ) -> GrantRecord:
         now = self.db.now()
         pool_after: int | None = None
@@ -315,6 +329,16 @@ class CreditLedger:
             (recipient_user_id, amount, grantor, server_id, reason, now),
         )
         ledger_id = int(cursor.lastrowid or 0)
+        recipient = await fetch_one(
+            conn, "SELECT platform, platform_user_id FROM users WHERE id = ?", recipient_user_id
+        )
+        assert recipient is not None
+        await audit.record(
+            conn, now, platform=recipient["platform"], server_id=server_id or where,
+            actor=grantor, action="grant",
+            target=f"{recipient['platform']}:{recipient['platform_user_id']}", amount=amount,
+            reason=reason,
+        )
         return GrantRecord(
             ledger_id, recipient_user_id, amount, grantor, server_id, reason, pool_after
         )
@@ -328,6 +352,10 @@ class CreditLedger:
                 "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, reason, "
                 "created_at) VALUES (?, ?, 'fund', ?, ?, ?, ?)",
                 (platform, server_id, amount, actor, reason, self.db.now()),
+            )
+            await audit.record(
+                conn, self.db.now(), platform=platform, server_id=server_id, actor=actor,
+                action="pool_fund", amount=amount, reason=reason,
             )
             return await self._pool_balance(conn, platform, server_id)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from storage import audit
 from storage.credits import SettleOutcome, insert_reservation, settle_reservation
 from storage.database import Database, fetch_all, fetch_one, fetch_value
 from storage.errors import TooManyJobs
@@ -268,6 +269,8 @@ class JobStore:
             ):
                 return SettleOutcome.NOT_CLAIM_OWNER  # only the claim's owner settles it
             outcome = await settle_reservation(conn, self.db.now(), job_id, kind)
+            if outcome is SettleOutcome.REFUNDED:
+                await self._audit_refund(conn, job_id, error)
             if outcome in (SettleOutcome.COMMITTED, SettleOutcome.REFUNDED):
                 # A settled job needs no platform credentials any more (Discord's
                 # interaction token): they are dropped with the settlement.
@@ -277,3 +280,17 @@ class JobStore:
                     (status.value, error, self.db.now(), job_id),
                 )
             return outcome
+
+    async def _audit_refund(
+        self, conn: aiosqlite.Connection, job_id: str, reason: str | None
+    ) -> None:
+        row = await fetch_one(
+            conn, "SELECT j.platform, j.server_id, j.cost, u.platform_user_id FROM jobs j "
+            "JOIN users u ON u.id = j.user_id WHERE j.id = ?", job_id,
+        )
+        if row is not None:
+            await audit.record(
+                conn, self.db.now(), platform=row["platform"], server_id=row["server_id"],
+                actor=audit.SYSTEM, action="refund", target=f"job {job_id}",
+                amount=row["cost"], reason=reason,
+            )

@@ -95,6 +95,46 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN claim_owner TEXT;
     ALTER TABLE jobs ADD COLUMN claim_expires_at REAL;
     """,
+    # 3: moderation (bans, prompt ban lists) and the audit trail; see storage/moderation.py
+    """
+    -- Who did what, where, when and why: grants, pool funding, bans, ban-list changes, refunds.
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        server_id TEXT,  -- NULL: bot-wide (an operator's global action, a private chat)
+        actor TEXT NOT NULL,  -- platform:user id, or 'system'
+        action TEXT NOT NULL CHECK (action IN (
+            'grant', 'pool_fund', 'ban', 'unban', 'banlist_add', 'banlist_remove', 'refund')),
+        target TEXT,  -- a user (platform:id), a ban-list rule, a job id
+        amount INTEGER,
+        reason TEXT
+    );
+    CREATE INDEX audit_where ON audit (platform, server_id, id);
+
+    -- scope '' is everywhere on the platform, else the server (guild, group) id.
+    CREATE TABLE bans (
+        platform TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        platform_user_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        banned_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (platform, scope, platform_user_id)
+    );
+
+    -- Prompt ban lists: platform '' and scope '' is the operators' global list.
+    CREATE TABLE banned_terms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- rule numbers are never reused
+        platform TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        term TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (platform, scope, term)
+    );
+    """
+    + _APPEND_ONLY.format(table="audit"),
 ]
 
 

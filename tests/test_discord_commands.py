@@ -72,9 +72,10 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         assert isinstance(bot.client, TalkiesClient)
         assert not isinstance(bot.client, ShardedTalkiesClient)
         commands = {c["name"]: c for c in fake.commands["global"]}
-        assert set(commands) == {"video", "credits", "grant", "pool", "cancel", "help"}
+        assert set(commands) == {"video", "credits", "grant", "pool", "cancel", "help", "ban",
+                                 "unban", "banlist", "audit", "stats"}
         assert all(c["description"] for c in commands.values())
-        assert len(bot.synced) == 6
+        assert len(bot.synced) == 11
 
         video = {o["name"]: o for o in commands["video"]["options"]}
         assert video["prompt"]["required"] and video["prompt"]["type"] == 3
@@ -82,6 +83,7 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         assert "lighthouse" in video["prompt"]["description"]
         assert [c["value"] for c in video["seconds"]["choices"]] == list(range(1, 11))
         assert video["seconds"]["choices"][4]["name"] == "5 seconds"
+        assert video["seconds"]["choices"][0]["name"] == "1 second"
         assert not video["seconds"].get("required")
         assert (video["seed"]["min_value"], video["seed"]["max_value"]) == (0, 2**31 - 1)
 
@@ -194,7 +196,7 @@ async def test_credits_shows_balance_daily_grant_and_jobs_in_flight(
         await fake.wait_for(lambda: originals(fake, video.token))
         record = await fake.slash("credits", user_id=MEMBER)
         text = await answered(fake, record)
-        assert "Welcome" not in text and "Today's free credits: received" in text
+        assert "Welcome" not in text and "received your 200 sign-up credits today" in text
         assert "**180 credits** available (20 reserved for videos in progress)" in text
         assert "In progress (1)" in text and "\u201crain on a tin roof\u201d \u2014 queued" in text
 
@@ -333,9 +335,14 @@ async def test_video_without_enough_credits_says_how_to_get_more(
     fake: FakeDiscord, tmp_path: Any, db: Database, queue: ArqRedis
 ) -> None:
     settings = load_settings(_env_file=None, video_price=500, database_path=tmp_path / "d.sqlite3")
-    async with running_bot(fake, settings, Service(settings, db, queue)):
+    service = Service(settings, db, queue)
+    async with running_bot(fake, settings, service):
         text = await ephemeral_error(fake, await fake.slash("video", [opt("prompt", "waves")]))
-        assert "costs 500 credits and you have 200" in text and "ask a server admin" in text
+        assert "costs 500 credits and you have 200" in text
+        assert "admin" not in text  # the server's pool is empty: no grant to ask for
+        await service.credits.fund_pool("discord", str(GUILD), 50, actor="op", reason="test")
+        text = await ephemeral_error(fake, await fake.slash("video", [opt("prompt", "waves")]))
+        assert text.endswith("UTC), or ask a server admin for a grant.")
 
 
 async def test_cancel_refunds_the_queued_job_and_marks_its_message(
