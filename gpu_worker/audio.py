@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from gpu_worker import compat
+from gpu_worker import compat, hub_cache
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, fit_length
 from gpu_worker.presets import TINY, Preset, default_cache_dir
 
@@ -69,21 +69,29 @@ class AudioModel:
 
 
 def load_music_model(preset: Preset, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None) -> AudioModel:
-    """MusicGen for the preset, on ``device``."""
-    return _load("music", preset.music_checkpoint, device, cache_dir)
+                     cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
+    """MusicGen for the preset, on ``device``.
+
+    ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` or
+    ``shallow`` (see :mod:`gpu_worker.hub_cache`).
+    """
+    return _load("music", preset.music_checkpoint, device, cache_dir, weights)
 
 
 def load_sfx_model(preset: Preset, device: str | torch.device = "cpu",
-                   cache_dir: str | Path | None = None) -> AudioModel:
-    """AudioGen (ambience and sound effects) for the preset, on ``device``."""
-    return _load("sfx", preset.sfx_checkpoint, device, cache_dir)
+                   cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
+    """AudioGen (ambience and sound effects) for the preset, on ``device``; ``weights`` as above."""
+    return _load("sfx", preset.sfx_checkpoint, device, cache_dir, weights)
 
 
 def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
-          cache_dir: str | Path | None) -> AudioModel:
+          cache_dir: str | Path | None, weights: str = "hub") -> AudioModel:
+    if weights not in hub_cache.WEIGHTS_MODES:
+        raise ValueError(f"unknown weights mode {weights!r}; valid: {', '.join(hub_cache.WEIGHTS_MODES)}")
     models = compat.import_audiocraft()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if weights != "hub" and checkpoint != TINY:
+        raise NotImplementedError(f"weights={weights!r} for audiocraft checkpoints: not built yet")
     source = str(ensure_tiny_checkpoint(kind, cache)) if checkpoint == TINY else checkpoint
     model_class = models.MusicGen if kind == "music" else models.AudioGen
     # Building modules draws random initial weights before the checkpoint
