@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from gpu_worker import compat, hub_cache
+from gpu_worker import audio_weights, compat, hub_cache
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, fit_length
 from gpu_worker.presets import TINY, Preset, default_cache_dir
 
@@ -91,7 +91,9 @@ def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
     models = compat.import_audiocraft()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if weights != "hub" and checkpoint != TINY:
-        raise NotImplementedError(f"weights={weights!r} for audiocraft checkpoints: not built yet")
+        home = hub_cache.private_home(cache, weights)
+        hub_cache.activate(home)
+        audio_weights.publish_audio_checkpoint(home, checkpoint, weights, device)
     source = str(ensure_tiny_checkpoint(kind, cache)) if checkpoint == TINY else checkpoint
     model_class = models.MusicGen if kind == "music" else models.AudioGen
     # Building modules draws random initial weights before the checkpoint
