@@ -148,14 +148,15 @@ def build_compression_model(config: dict[str, Any], device: str | torch.device =
 def build_lm(config: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
     """The audiocraft LM from ``config['lm']`` with random weights, built on ``device``.
 
-    Its T5 conditioner loads the text model by name: the private cache must be active.
+    audiocraft creates the transformer stack directly on ``cfg.device`` in ``cfg.dtype``
+    (float16 off the CPU, as its loader does). Its T5 conditioner loads the text model by
+    name: the private cache must be active.
     """
     builders = compat.import_audiocraft().builders
     device = torch.device(device)
-    dtype = "float32" if device.type == "cpu" else "float16"
+    dtype = "float32" if device.type in ("cpu", "meta") else "float16"
     cfg = _omegaconf({**config["lm"], "device": str(device), "dtype": dtype})
-    with torch.device(device):
-        return builders.get_lm_model(cfg).eval()
+    return builders.get_lm_model(cfg).eval()
 
 
 def _randomize_codebooks(model: torch.nn.Module) -> None:
@@ -245,3 +246,25 @@ def _seeded(name: str) -> Iterator[None]:
 
 def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def count_parameters(repo_id: str, weights: str = "random") -> dict[str, int]:
+    """Parameters of each part of ``repo_id``'s build, counted on the meta device (no memory).
+
+    ``lm`` is the whole LM (embeddings, output heads and the T5 projection included),
+    ``transformer`` its transformer stack, ``compression`` EnCodec, ``text_encoder`` the T5
+    encoder. The private cache must be active with the text model published (any mode:
+    the conditioner's projection size depends only on the T5 name).
+    """
+    compat.prepare_torch_audio_stack()
+    from transformers import T5Config, T5EncoderModel
+
+    config = checkpoint_config(repo_id, weights)
+    # No autocast on the meta device (it changes no parameter).
+    config["lm"]["conditioners"]["description"]["t5"]["autocast_dtype"] = None
+    lm = build_lm(config, "meta")
+    compression = build_compression_model(config, "meta", init_codebooks=False)
+    with torch.device("meta"):
+        text_encoder = T5EncoderModel(T5Config(**text_model_config(config["text_model"], weights)["config"]))
+    return {"lm": parameter_count(lm), "transformer": parameter_count(lm.transformer),
+            "compression": parameter_count(compression), "text_encoder": parameter_count(text_encoder)}
