@@ -69,6 +69,12 @@ class Settings(BaseSettings):
 
     # Models
     model_preset: str = "auto"
+    # hub: real weights from the Hugging Face cache; random / shallow: random weights built from
+    # the real configurations (full size / one block per stack) under the real repo ids.
+    weights: Literal["hub", "random", "shallow"] = "hub"
+    # CUDA memory policy for the video pipeline: none (all resident), model (each component on
+    # the GPU only while it runs), sequential (layer by layer: least memory, slowest).
+    offload: Literal["none", "model", "sequential"] = "none"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
     cache_dir: Path = Path.home() / ".cache" / "talkies"
 

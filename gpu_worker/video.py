@@ -1,7 +1,9 @@
 """The visual stream: a diffusers text-to-video pipeline chosen by preset.
 
 Real presets load their checkpoint with ``<Pipeline>.from_pretrained(repo)`` from
-the Hugging Face cache. The ``tiny`` preset builds a real ``LTXPipeline`` from
+the Hugging Face cache (real weights, or random ones built by ``video_weights.py`` under
+the same repo id), with the preset's dtypes, scheduler, fp8 storage and offload policy, and
+call it with every argument the preset lists. The ``tiny`` preset builds a real ``LTXPipeline`` from
 small configs with seeded random weights, saves it once under
 ``<cache_dir>/tiny/`` and then loads it through the very same
 ``from_pretrained`` call. Generation never touches the global torch RNG (the
@@ -25,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from gpu_worker import compat
+from gpu_worker import compat, hub_cache, video_weights
 from gpu_worker.audio_types import StepCallback
 from gpu_worker.presets import Preset, default_cache_dir, frame_count
 
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 
 TINY_SEED = 20240601
+OFFLOAD_MODES = ("none", "model", "sequential")
+# Layers kept in their compute dtype under fp8 storage: norms, embeddings, in/out projections.
+FP8_SKIP_PATTERNS = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$", "embed",
+                     "relative_attention_bias", "caption_projection", "scale_shift")
 
 # Small configs for the tiny LTX pipeline. The VAE compresses 16x in space
 # (patch 2, three 2x levels) and 8x in time, like the real one's 32x/8x, so the
@@ -82,24 +88,56 @@ class VideoModel:
 
 
 def load_video_model(preset: Preset, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None) -> VideoModel:
-    """Load the preset's pipeline onto ``device`` (building the tiny one first if needed)."""
+                     cache_dir: str | Path | None = None, weights: str = "hub",
+                     offload: str = "none") -> VideoModel:
+    """Load the preset's pipeline onto ``device``.
+
+    ``weights``: ``hub`` loads the real checkpoint from the Hugging Face cache; ``random`` /
+    ``shallow`` first build it with random weights into the private cache (see
+    ``video_weights.py``; :func:`gpu_worker.hub_cache.activate` must point at it), then load
+    it by the same repo id. The tiny preset is built locally whatever ``weights`` says.
+    ``offload`` (CUDA only): ``none`` keeps every component on the GPU, ``model`` moves each
+    to the GPU only while it runs, ``sequential`` streams layer by layer (least memory, slowest).
+    """
     compat.prepare_torch_audio_stack()
     import diffusers
 
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = str(ensure_tiny_ltx(cache)) if preset.is_tiny else str(preset.video_repo)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+    if preset.is_tiny:
+        source = str(ensure_tiny_ltx(cache))
+    else:
+        source = str(preset.video_repo)
+        if weights != "hub":
+            video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
     pipeline_class = getattr(diffusers, preset.pipeline)
-    dtype = _dtype_for(preset, device)
-    # Without accelerate, from_pretrained initialises modules randomly before
-    # loading weights; fork_rng keeps that from moving the global RNG state.
+    # fork_rng: building modules before their weights load must not move the global RNG.
     with torch.random.fork_rng(devices=[]):
-        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(dtype),
+        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)),
                                                   **_low_memory_kwargs())
-    pipeline.to(device)
+    if preset.scheduler is not None:
+        scheduler_class = getattr(diffusers, preset.scheduler)
+        pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config, **preset.scheduler_config)
+    _place(pipeline, preset, device, offload)
     pipeline.set_progress_bar_config(disable=True)
     return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+
+
+def call_kwargs(preset: Preset, pipeline_class: type, prompt: str, num_frames: int,
+                generator: torch.Generator) -> dict[str, Any]:
+    """Every argument of the preset's pipeline call (``tests/test_presets.py`` checks them)."""
+    kwargs: dict[str, Any] = {
+        "prompt": prompt, "width": preset.width, "height": preset.height, "num_frames": num_frames,
+        "guidance_scale": preset.guidance, "generator": generator, "output_type": "np",
+        **preset.call_args,
+    }
+    if "timesteps" not in preset.call_args:
+        kwargs["num_inference_steps"] = preset.steps
+    if "frame_rate" in inspect.signature(pipeline_class.__call__).parameters:
+        kwargs["frame_rate"] = preset.fps  # LTX scales its positional encoding by it
+    return kwargs
 
 
 def generate_frames(model: VideoModel, prompt: str, seconds: float, seed: int,
@@ -110,15 +148,8 @@ def generate_frames(model: VideoModel, prompt: str, seconds: float, seed: int,
     gives the same frames; the global torch RNG is not used.
     """
     preset = model.preset
-    num_frames = frame_count(preset, seconds)
-    kwargs: dict[str, Any] = {
-        "prompt": prompt, "negative_prompt": preset.negative_prompt,
-        "width": preset.width, "height": preset.height, "num_frames": num_frames,
-        "num_inference_steps": preset.steps, "guidance_scale": preset.guidance,
-        "generator": torch.Generator("cpu").manual_seed(seed), "output_type": "np",
-    }
-    if "frame_rate" in inspect.signature(model.pipeline.__call__).parameters:
-        kwargs["frame_rate"] = preset.fps  # LTX scales its positional encoding by it
+    kwargs = call_kwargs(preset, type(model.pipeline), prompt, frame_count(preset, seconds),
+                         torch.Generator("cpu").manual_seed(seed))
     if on_step is not None:
         kwargs["callback_on_step_end"] = _step_reporter(on_step, preset.steps)
     with torch.inference_mode():
@@ -135,17 +166,38 @@ def _step_reporter(on_step: StepCallback, total: int) -> Callable[..., dict]:
 
 
 def _to_uint8(frames: Any) -> np.ndarray:
-    array = np.asarray(frames, dtype=np.float32)
+    array = np.nan_to_num(np.asarray(frames, dtype=np.float32), nan=0.0)
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def _dtype_for(preset: Preset, device: torch.device) -> torch.dtype:
-    if device.type == "cpu":
-        return torch.float32
-    return getattr(torch, preset.torch_dtype)
+def component_dtypes(preset: Preset, device: str | torch.device) -> dict[str, torch.dtype]:
+    """``{component or "default": dtype}`` for ``from_pretrained`` on ``device``."""
+    kind = torch.device(device).type
+    table = preset.dtypes if kind == "cuda" else preset.cpu_dtypes
+    return {name: getattr(torch, preset.dtype_for(name, kind)) for name in {"default", *table}}
 
 
-def _dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+def _place(pipeline: Any, preset: Preset, device: torch.device, offload: str) -> None:
+    """fp8 weight storage where the preset asks for it, then the device or an offload policy."""
+    if device.type == "cuda":
+        from diffusers.hooks import apply_layerwise_casting
+
+        for name in preset.fp8_storage:
+            component = getattr(pipeline, name)
+            compute = getattr(torch, preset.dtype_for(name, "cuda"))
+            apply_layerwise_casting(component, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute,
+                                    skip_modules_pattern=FP8_SKIP_PATTERNS)
+    if offload == "none" or device.type != "cuda":
+        if offload != "none":
+            log.warning("offload %r needs CUDA; keeping everything on %s", offload, device)
+        pipeline.to(device)
+    elif offload == "model":
+        pipeline.enable_model_cpu_offload(device=device)
+    else:
+        pipeline.enable_sequential_cpu_offload(device=device)
+
+
+def _dtype_kwargs(dtype: torch.dtype | dict[str, torch.dtype]) -> dict[str, Any]:
     import diffusers
     from packaging.version import Version
 
