@@ -65,7 +65,8 @@ def component_config(spec: dict[str, Any], component: str, weights: str = "rando
 
 def revision(repo_id: str, weights: str) -> str:
     spec = spec_for(repo_id)
-    return hub_cache.revision_for(json.dumps([_FORMAT_VERSION, BUILD_SEED, weights, spec], sort_keys=True))
+    built_from = [_FORMAT_VERSION, BUILD_SEED, weights, spec["pipeline"], spec["components"]]
+    return hub_cache.revision_for(json.dumps(built_from, sort_keys=True))
 
 
 def is_published(home: str | Path, repo_id: str, weights: str) -> bool:
