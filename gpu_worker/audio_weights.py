@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import yaml
 
 from gpu_worker import compat, hub_cache
 
@@ -50,7 +49,9 @@ def _read_config(file_stem: str) -> dict[str, Any]:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
         raise KeyError(f"no stored configuration {path.name} (known: {known})")
-    return yaml.safe_load(path.read_text())
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
 def checkpoint_config(repo_id: str, weights: str = "random") -> dict[str, Any]:
@@ -174,7 +175,9 @@ def _randomize_codebooks(model: torch.nn.Module) -> None:
 def _save_checkpoint(path: Path, section: dict[str, Any], model: torch.nn.Module) -> None:
     # Same package as a released checkpoint (audiocraft.utils.export): the config as YAML.
     # device/dtype are overwritten by audiocraft's loaders at load time.
-    xp_cfg = yaml.safe_dump({**section, "device": "cpu", "dtype": "float32"}, sort_keys=False)
+    from omegaconf import OmegaConf
+
+    xp_cfg = OmegaConf.to_yaml(OmegaConf.create({**section, "device": "cpu", "dtype": "float32"}))
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     torch.save({"xp.cfg": xp_cfg, "best_state": state, "version": "talkies-random",
                 "exported": True}, path)
