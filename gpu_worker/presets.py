@@ -37,8 +37,8 @@ MAX_SIDE = 2048
 class Preset:
     """Everything that decides how one clip is generated.
 
-    Frames follow the pipeline's rule ``frame_multiple * k + 1`` (the VAE's temporal
-    compression: LTX 8k+1, Wan and CogVideoX 4k+1), at most ``max_frames`` (the length the
+    Frames follow the pipeline's rule ``frame_multiple * k + 1`` (a multiple of the VAE's
+    temporal compression: LTX 8k+1, Wan 4k+1, CogVideoX-2b 8k+1), at most ``max_frames`` (the length the
     checkpoint was trained for or supports). Width and height are multiples of
     ``resolution_multiple``. A ``None`` repo means the model is built locally with random
     weights (see ``video.py``/``audio.py``).
@@ -186,7 +186,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
     "cogvideox": Preset(
         name="cogvideox", pipeline="CogVideoXPipeline", video_repo="THUDM/CogVideoX-2b",
         width=720, height=480, fps=8, steps=50, guidance=6.0,
-        frame_multiple=4, max_frames=49, resolution_multiple=16,
+        # The VAE compresses time 4x but decodes latents in pairs after the first: only an odd
+        # latent count gives back the asked frames (5 frames -> 2 latents -> 8 frames), so 8k+1.
+        frame_multiple=8, max_frames=49, resolution_multiple=16,
         music_checkpoint="facebook/musicgen-small", sfx_checkpoint="facebook/audiogen-medium",
         call_args={"max_sequence_length": 226},
         dtypes={"default": "float16"},  # CogVideoX-2b was trained and released in fp16
