@@ -1,6 +1,9 @@
 """The audio engine: music (MusicGen), ambience and sound effects (AudioGen) via audiocraft.
 
 Real presets load ``MusicGen.get_pretrained(repo)`` / ``AudioGen.get_pretrained(repo)``.
+With ``weights="random"`` or ``"shallow"`` that same call loads a random-weight build of
+the real architecture, published under the real id into a private hub cache first
+(:mod:`gpu_worker.audio_weights`).
 The ``tiny`` preset builds audiocraft's own debug models (seeded), saves them in
 the hub's checkpoint layout — a folder with ``state_dict.bin`` (``xp.cfg`` +
 ``best_state`` of the LM) and ``compression_state_dict.bin`` — and loads them
@@ -72,8 +75,10 @@ def load_music_model(preset: Preset, device: str | torch.device = "cpu",
                      cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
     """MusicGen for the preset, on ``device``.
 
-    ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` or
-    ``shallow`` (see :mod:`gpu_worker.hub_cache`).
+    ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` (full-size
+    random weights) or ``shallow`` (one block per stack), built once into the private hub
+    cache under ``cache_dir`` (see :mod:`gpu_worker.audio_weights`); on a GPU they are built
+    there directly. The ``tiny`` preset always builds its own tiny models.
     """
     return _load("music", preset.music_checkpoint, device, cache_dir, weights)
 
