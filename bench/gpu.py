@@ -45,6 +45,7 @@ import torch  # noqa: E402
 
 from gpu_worker.pipeline import SFX_SECONDS, ClipRequest, Models, generate_clip, load_models  # noqa: E402
 from gpu_worker.presets import DEFAULT_GPU_PRESET, default_cache_dir, frame_count, parse_size  # noqa: E402
+from gpu_worker.video import resolve_offload  # noqa: E402
 
 PROMPT = "a ball bounces down stone stairs in a storm, thunder, tense strings building to a crescendo"
 STAGES = ("text_encode", "denoise", "vae_decode", "music", "ambience", "sfx", "mix", "encode")
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--weights", default="random", choices=["hub", "random", "shallow"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the video transformer")
-    parser.add_argument("--offload", default="none", choices=["none", "model", "sequential"])
+    parser.add_argument("--offload", default="auto", choices=["auto", "none", "text_encoder", "model", "sequential"])
     parser.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -148,7 +149,7 @@ def _report(args: argparse.Namespace, models: Models, timings: dict[str, float],
         peak = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
     return {
         "bench": "gpu", "preset": preset.name, "weights": args.weights, "device": str(device),
-        "compile": args.compile, "offload": args.offload, "size": f"{preset.width}x{preset.height}",
+        "compile": args.compile, "offload": resolve_offload(args.offload, models.device), "size": f"{preset.width}x{preset.height}",
         "frames": frames, "fps": preset.fps, "steps": preset.steps, "clip_seconds": round(clip_seconds, 3),
         "load_s": round(load_s, 2), "warm_up_s": round(warm_up_s, 2),
         "stages_s": {name: round(stages[name], 3) for name in STAGES},

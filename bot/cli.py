@@ -52,7 +52,8 @@ def generate(
         help="Denoising steps instead of the preset's (not for distilled presets).")] = None,
     offload: Annotated[str, typer.Option(
         envvar="TALKIES_OFFLOAD",
-        help="CUDA memory policy for the video pipeline: none, model or sequential.")] = "none",
+        help="CUDA memory policy for the video pipeline: auto, none, text_encoder, model or "
+             "sequential (see the README).")] = "auto",
 ) -> None:
     """Generate one clip with audio, locally, without Redis or bots."""
     from gpu_worker.cli import GenerateOptions, run_generate

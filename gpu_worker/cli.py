@@ -19,7 +19,7 @@ class GenerateOptions:
     weights: str = "hub"
     size: str | None = None
     steps: int | None = None
-    offload: str = "none"
+    offload: str = "auto"
 
 
 def run_generate(

@@ -151,7 +151,7 @@ def load_models(
     *,
     warm_up: bool = False,
     weights: str = "hub",
-    offload: str = "none",
+    offload: str = "auto",
     size: tuple[int, int] | None = None,
     steps: int | None = None,
 ) -> Models:
@@ -161,7 +161,7 @@ def load_models(
     random weights) or ``shallow`` (the same configurations, one block per stack); the last
     two are built once into a private cache under the real repo ids and loaded through the
     same ``from_pretrained`` / ``get_pretrained`` calls. ``offload`` is the video pipeline's
-    CUDA offload policy (``none``, ``model``, ``sequential``). ``size`` (width, height) and
+    CUDA offload policy (``auto``, ``none``, ``text_encoder``, ``model``, ``sequential``). ``size`` (width, height) and
     ``steps`` override the preset's, within its rules.
 
     ``warm_up`` runs each model once on a tiny input, so one-time costs (CUDA kernels,

@@ -67,6 +67,7 @@ class Preset:
     dtypes: Mapping[str, str] = field(default_factory=lambda: {"default": "bfloat16"})
     cpu_dtypes: Mapping[str, str] = field(default_factory=lambda: {"default": "float32"})
     fp8_storage: tuple[str, ...] = ()
+    vae_tiling: bool = False  # decode in spatial tiles (less memory at full size)
     scheduler: str | None = None  # scheduler class replacing the repository's, if any
     scheduler_config: Mapping[str, Any] = field(default_factory=dict)  # its overrides
     summary: str = ""
@@ -157,6 +158,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
             "max_sequence_length": 256,
         },
         fp8_storage=("transformer", "text_encoder"),
+        vae_tiling=True,
         summary="LTX-Video 0.9.8 13B distilled: 8 steps, no CFG (default on CUDA)",
     ),
     "ltx": Preset(

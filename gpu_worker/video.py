@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 
 TINY_SEED = 20240601
-OFFLOAD_MODES = ("none", "model", "sequential")
+OFFLOAD_MODES = ("auto", "none", "text_encoder", "model", "sequential")
+# "auto" keeps everything on a GPU this large and parks the text encoder in RAM below it: the
+# default preset's weights alone come to about 30 GB resident (README, computed).
+AUTO_OFFLOAD_MIN_GB = 40.0
 # Layers kept in their compute dtype under fp8 storage: norms, embeddings, in/out projections.
 FP8_SKIP_PATTERNS = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$", "embed",
                      "relative_attention_bias", "caption_projection", "scale_shift")
@@ -89,23 +92,25 @@ class VideoModel:
 
 def load_video_model(preset: Preset, device: str | torch.device = "cpu",
                      cache_dir: str | Path | None = None, weights: str = "hub",
-                     offload: str = "none") -> VideoModel:
+                     offload: str = "auto") -> VideoModel:
     """Load the preset's pipeline onto ``device``.
 
     ``weights``: ``hub`` loads the real checkpoint from the Hugging Face cache; ``random`` /
     ``shallow`` first build it with random weights into the private cache (see
     ``video_weights.py``; :func:`gpu_worker.hub_cache.activate` must point at it), then load
     it by the same repo id. The tiny preset is built locally whatever ``weights`` says.
-    ``offload`` (CUDA only): ``none`` keeps every component on the GPU, ``model`` moves each
-    to the GPU only while it runs, ``sequential`` streams layer by layer (least memory, slowest).
+    ``offload`` (CUDA only): ``none`` keeps every component on the GPU; ``text_encoder``
+    keeps the (large, once-per-clip) text encoder in RAM and moves it to the GPU only to
+    encode the prompt; ``model`` does that for every component; ``sequential`` streams layer
+    by layer (least memory, slowest); ``auto`` is ``none`` on a GPU of at least
+    :data:`AUTO_OFFLOAD_MIN_GB` and ``text_encoder`` below.
     """
     compat.prepare_torch_audio_stack()
     import diffusers
 
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if offload not in OFFLOAD_MODES:
-        raise ValueError(f"offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+    resolve_offload(offload, device)  # a bad value fails before anything loads
     if preset.is_tiny:
         source = str(ensure_tiny_ltx(cache))
     else:
@@ -187,14 +192,38 @@ def _place(pipeline: Any, preset: Preset, device: torch.device, offload: str) ->
             compute = getattr(torch, preset.dtype_for(name, "cuda"))
             apply_layerwise_casting(component, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute,
                                     skip_modules_pattern=FP8_SKIP_PATTERNS)
-    if offload == "none" or device.type != "cuda":
-        if offload != "none":
-            log.warning("offload %r needs CUDA; keeping everything on %s", offload, device)
+    if preset.vae_tiling:
+        pipeline.vae.enable_tiling()
+    offload = resolve_offload(offload, device)
+    if offload == "none":
         pipeline.to(device)
+    elif offload == "text_encoder":
+        from accelerate import cpu_offload_with_hook
+
+        pipeline.to(device)
+        pipeline.text_encoder.to("cpu")
+        # On the GPU for encode_prompt; back to RAM as soon as the transformer runs.
+        _, encoder_hook = cpu_offload_with_hook(pipeline.text_encoder, device)
+        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=encoder_hook)
     elif offload == "model":
         pipeline.enable_model_cpu_offload(device=device)
     else:
         pipeline.enable_sequential_cpu_offload(device=device)
+
+
+def resolve_offload(offload: str, device: str | torch.device) -> str:
+    """The offload policy actually used on ``device`` (CPU: always ``none``)."""
+    device = torch.device(device)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+    if device.type != "cuda":
+        if offload not in ("auto", "none"):
+            log.warning("offload %r needs CUDA; keeping everything on %s", offload, device)
+        return "none"
+    if offload == "auto":
+        total_gb = torch.cuda.get_device_properties(device).total_memory / 1e9
+        return "none" if total_gb >= AUTO_OFFLOAD_MIN_GB else "text_encoder"
+    return offload
 
 
 def _dtype_kwargs(dtype: torch.dtype | dict[str, torch.dtype]) -> dict[str, Any]:
