@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     weights: Literal["hub", "random", "shallow"] = "hub"
     # CUDA memory policy for the video pipeline: none (all resident), text_encoder (the text
     # encoder waits in RAM between prompts), model (each component on the GPU only while it
-    # runs), sequential (layer by layer: least memory, slowest); auto: none on >= 40 GB GPUs,
+    # runs), sequential (layer by layer: least memory, slowest); auto: none on >= 48 GB GPUs,
     # text_encoder below.
     offload: Literal["auto", "none", "text_encoder", "model", "sequential"] = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
