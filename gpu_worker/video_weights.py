@@ -82,6 +82,8 @@ def publish(home: str | Path, repo_id: str, weights: str, device: str | torch.de
         pipeline = build_pipeline(repo_id, weights, device)
         pipeline.save_pretrained(folder, safe_serialization=True)
         del pipeline
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()  # the build's memory goes back before the real load
 
     return hub_cache.publish(home, repo_id, revision(repo_id, weights), build)
 
