@@ -127,6 +127,8 @@ def _build_audiocraft_repo(folder: Path, config: dict[str, Any],
         del compression
         lm = build_lm(config, device)
         _save_checkpoint(folder / "state_dict.bin", config["lm"], lm)
+        del lm
+    _free_device_memory(device)
 
 
 def build_compression_model(config: dict[str, Any], device: str | torch.device = "cpu",
@@ -201,6 +203,8 @@ def _build_text_model_repo(folder: Path, config: dict[str, Any],
     with _seeded(config["repo_id"]), torch.device(device):
         model = T5EncoderModel(T5Config(**config["config"]))
     model.save_pretrained(folder)
+    del model
+    _free_device_memory(device)
     build_t5_tokenizer(config["tokenizer"]).save_pretrained(folder)
 
 
@@ -245,6 +249,15 @@ def _seeded(name: str) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(BUILD_SEED + sum(name.encode()))
         yield
+
+
+def _free_device_memory(device: str | torch.device) -> None:
+    """Hand a GPU build's memory back before the checkpoint is loaded again."""
+    if torch.device(device).type == "cuda":
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def parameter_count(module: torch.nn.Module) -> int:
