@@ -115,15 +115,20 @@ def test_tokenizer_has_t5s_vocabulary_layout() -> None:
 
 
 @pytest.fixture(scope="module")
-def private_hub(tiny_model_cache: Path) -> Iterator[Path]:
-    """The shallow private hub cache (kept across runs), active for this module only."""
+def private_hub(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The cache folder of the shallow builds, active for this module only.
+
+    Kept in pytest's cache across runs, in the folder tests/test_shallow_presets.py
+    uses too, so the suite builds each checkpoint once.
+    """
+    cache = Path(request.config.cache.mkdir("talkies-shallow-models"))
     names = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "AUDIOCRAFT_CACHE_DIR")
     saved_env = {name: os.environ.get(name) for name in names}
     from huggingface_hub import constants
 
     saved_constants = (constants.HF_HOME, constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE)
     compat.configure_cpu_backend()
-    yield tiny_model_cache
+    yield cache
     for name, value in saved_env.items():
         if value is None:
             os.environ.pop(name, None)
