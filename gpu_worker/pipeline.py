@@ -37,7 +37,7 @@ from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
 from gpu_worker.placement import onset_near, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
-from gpu_worker.presets import Preset, customize, default_cache_dir, frame_count, resolve_preset
+from gpu_worker.presets import Preset, PresetOptionError, customize, default_cache_dir, frame_count, resolve_preset
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
 
 
@@ -173,7 +173,11 @@ def load_models(
     preset = customize(preset, size=size, steps=steps)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if weights not in hub_cache.WEIGHTS_MODES:
-        raise ValueError(f"weights must be one of {hub_cache.WEIGHTS_MODES}, not {weights!r}")
+        raise PresetOptionError(f"weights must be one of {', '.join(hub_cache.WEIGHTS_MODES)}, not {weights!r}")
+    if weights == "random" and not preset.is_tiny and torch.device(device).type != "cuda":
+        raise PresetOptionError(
+            f"full-size random weights of {preset.name!r} need a GPU (T5-XXL alone is 4.8 B "
+            "parameters); on a CPU use --weights shallow")
     compat.prepare_torch_audio_stack()
     if torch.device(device).type == "cpu":
         compat.configure_cpu_backend()

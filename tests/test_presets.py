@@ -214,3 +214,11 @@ def test_weights_setting_is_validated() -> None:
     assert load_settings(_env_file=None, weights="shallow").weights == "shallow"
     with pytest.raises(ConfigError, match="TALKIES_WEIGHTS"):
         load_settings(_env_file=None, weights="fake")
+
+
+def test_full_size_random_weights_are_refused_on_a_cpu(tmp_path) -> None:
+    from gpu_worker.pipeline import load_models
+
+    with pytest.raises(PresetOptionError, match="--weights shallow"):
+        load_models("ltx-distilled", "cpu", tmp_path, weights="random")
+    assert not any(tmp_path.iterdir())  # refused before building anything
