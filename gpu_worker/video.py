@@ -115,10 +115,10 @@ def load_video_model(preset: Preset, device: str | torch.device = "cpu",
         if weights != "hub":
             video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
     pipeline_class = getattr(diffusers, preset.pipeline)
-    # fork_rng: building modules before their weights load must not move the global RNG.
+    # accelerate (a dependency) makes from_pretrained skip the random init before loading;
+    # fork_rng keeps any module that still initialises from moving the global RNG.
     with torch.random.fork_rng(devices=[]):
-        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)),
-                                                  **_low_memory_kwargs())
+        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)))
     if preset.scheduler is not None:
         scheduler_class = getattr(diffusers, preset.scheduler)
         pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config, **preset.scheduler_config)
@@ -227,14 +227,6 @@ def _dtype_kwargs(dtype: torch.dtype | dict[str, torch.dtype]) -> dict[str, Any]
     # diffusers 0.42 renamed from_pretrained's torch_dtype to dtype (the old name warns).
     new_name = Version(diffusers.__version__).release >= (0, 42)
     return {"dtype": dtype} if new_name else {"torch_dtype": dtype}
-
-
-def _low_memory_kwargs() -> dict[str, Any]:
-    try:
-        import accelerate  # noqa: F401
-    except ImportError:
-        return {"low_cpu_mem_usage": False}  # silences diffusers' "install accelerate" notice
-    return {}
 
 
 # --- the tiny pipeline ------------------------------------------------------------
