@@ -49,19 +49,32 @@ def generate(
     prompt: Annotated[str, typer.Argument(help="What to see and hear, in one sentence.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="MP4 file to write.")] = Path("clip.mp4"),
     seconds: Annotated[float, typer.Option(help="Clip length in seconds.")] = 5.0,
-    preset: Annotated[str, typer.Option(help="auto, tiny or a real preset (ltx, wan, cogvideox).")] = "auto",
+    preset: Annotated[str, typer.Option(help="auto, tiny or a real preset (ltx-distilled, ltx, wan, cogvideox).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same clip.")] = 0,
     stems: Annotated[Optional[Path], typer.Option(help="Folder for music/ambience/sfx WAV stems.")] = None,
     max_bytes: Annotated[Optional[int], typer.Option(help="Re-encode until the MP4 fits this size.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    weights: Annotated[str, typer.Option(
+        envvar="TALKIES_WEIGHTS",
+        help="hub (real weights from the Hugging Face cache), random (full-size random weights) "
+             "or shallow (real widths, one block per stack: runs on a CPU).")] = "hub",
+    size: Annotated[Optional[str], typer.Option(
+        help="Frame size WIDTHxHEIGHT within the preset's rules (default: the preset's).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Denoising steps instead of the preset's (not for distilled presets).")] = None,
+    offload: Annotated[str, typer.Option(
+        envvar="TALKIES_OFFLOAD",
+        help="CUDA memory policy for the video pipeline: auto, none, text_encoder, model or "
+             "sequential (see the README).")] = "auto",
     timings: Annotated[Optional[Path], typer.Option(
         help="Write each stage's start and end (s from the job's start) to this JSON file.")] = None,
 ) -> None:
     """Generate one clip with audio, locally, without Redis or bots."""
-    from gpu_worker.cli import run_generate
+    from gpu_worker.cli import GenerateOptions, run_generate
 
+    options = GenerateOptions(weights=weights, size=size, steps=steps, offload=offload)
     raise typer.Exit(run_generate(prompt, output, seconds, preset, seed, stems, max_bytes, device,
-                                  timings=timings))
+                                  options, timings=timings))
 
 
 @app.command()

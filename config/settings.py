@@ -94,6 +94,14 @@ class Settings(BaseSettings):
 
     # Models
     model_preset: str = "auto"
+    # hub: real weights from the Hugging Face cache; random / shallow: random weights built from
+    # the real configurations (full size / one block per stack) under the real repo ids.
+    weights: Literal["hub", "random", "shallow"] = "hub"
+    # CUDA memory policy for the video pipeline: none (all resident), text_encoder (the text
+    # encoder waits in RAM between prompts), model (each component on the GPU only while it
+    # runs), sequential (layer by layer: least memory, slowest); auto: none on >= 48 GB GPUs,
+    # text_encoder below.
+    offload: Literal["auto", "none", "text_encoder", "model", "sequential"] = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
     cache_dir: Path = Path.home() / ".cache" / "talkies"
     # Where `talkies up` keeps its local Redis data (AOF), and other state of this host.

@@ -1,6 +1,9 @@
 """The audio engine: music (MusicGen), ambience and sound effects (AudioGen) via audiocraft.
 
 Real presets load ``MusicGen.get_pretrained(repo)`` / ``AudioGen.get_pretrained(repo)``.
+With ``weights="random"`` or ``"shallow"`` that same call loads a random-weight build of
+the real architecture, published under the real id into a private hub cache first
+(:mod:`gpu_worker.audio_weights`).
 The ``tiny`` preset builds audiocraft's own debug models (seeded), saves them in
 the hub's checkpoint layout — a folder with ``state_dict.bin`` (``xp.cfg`` +
 ``best_state`` of the LM) and ``compression_state_dict.bin`` — and loads them
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from gpu_worker import compat
+from gpu_worker import audio_weights, compat, hub_cache
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, fit_length
 from gpu_worker.presets import TINY, Preset, default_cache_dir
 
@@ -68,21 +71,33 @@ class AudioModel:
 
 
 def load_music_model(preset: Preset, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None) -> AudioModel:
-    """MusicGen for the preset, on ``device``."""
-    return _load("music", preset.music_checkpoint, device, cache_dir)
+                     cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
+    """MusicGen for the preset, on ``device``.
+
+    ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` (full-size
+    random weights) or ``shallow`` (one block per stack), built once into the private hub
+    cache under ``cache_dir`` (see :mod:`gpu_worker.audio_weights`); on a GPU they are built
+    there directly. The ``tiny`` preset always builds its own tiny models.
+    """
+    return _load("music", preset.music_checkpoint, device, cache_dir, weights)
 
 
 def load_sfx_model(preset: Preset, device: str | torch.device = "cpu",
-                   cache_dir: str | Path | None = None) -> AudioModel:
-    """AudioGen (ambience and sound effects) for the preset, on ``device``."""
-    return _load("sfx", preset.sfx_checkpoint, device, cache_dir)
+                   cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
+    """AudioGen (ambience and sound effects) for the preset, on ``device``; ``weights`` as above."""
+    return _load("sfx", preset.sfx_checkpoint, device, cache_dir, weights)
 
 
 def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
-          cache_dir: str | Path | None) -> AudioModel:
+          cache_dir: str | Path | None, weights: str = "hub") -> AudioModel:
+    if weights not in hub_cache.WEIGHTS_MODES:
+        raise ValueError(f"unknown weights mode {weights!r}; valid: {', '.join(hub_cache.WEIGHTS_MODES)}")
     models = compat.import_audiocraft()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if weights != "hub" and checkpoint != TINY:
+        home = hub_cache.private_home(cache, weights)
+        hub_cache.activate(home)
+        audio_weights.publish_audio_checkpoint(home, checkpoint, weights, device)
     source = str(ensure_tiny_checkpoint(kind, cache)) if checkpoint == TINY else checkpoint
     model_class = models.MusicGen if kind == "music" else models.AudioGen
     # Building modules draws random initial weights before the checkpoint

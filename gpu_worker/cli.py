@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to load the models: weights mode, frame size ("WxH"), steps, CUDA offload."""
+
+    weights: str = "hub"
+    size: str | None = None
+    steps: int | None = None
+    offload: str = "auto"
 
 
 def run_generate(
@@ -21,6 +32,7 @@ def run_generate(
     stems: Path | None,
     max_bytes: int | None,
     device: str | None,
+    options: GenerateOptions | None = None,
     timings: Path | None = None,
 ) -> int:
     """Generate and report; returns the process exit code (0 ok, 2 bad input).
@@ -40,15 +52,24 @@ def run_generate(
         load_models,
         pick_device,
     )
-    from gpu_worker.presets import UnknownPresetError, resolve_preset
+    from gpu_worker.hub_cache import WEIGHTS_MODES
+    from gpu_worker.video import OFFLOAD_MODES
+    from gpu_worker.presets import PresetOptionError, UnknownPresetError, customize, parse_size, resolve_preset
 
+    options = options or GenerateOptions()
     request = ClipRequest(prompt, seconds, seed, max_bytes, stems)
     try:
+        if options.weights not in WEIGHTS_MODES:
+            raise PresetOptionError(f"--weights must be one of {', '.join(WEIGHTS_MODES)} (got {options.weights!r})")
+        if options.offload not in OFFLOAD_MODES:
+            raise PresetOptionError(f"--offload must be one of {', '.join(OFFLOAD_MODES)} (got {options.offload!r})")
+        size = parse_size(options.size) if options.size else None
         resolved = resolve_preset(preset, pick_device(device))  # warns once if auto means tiny
+        resolved = customize(resolved, size=size, steps=options.steps)
         check_request(request, resolved, output)
-        with console.status(f"loading the {resolved.name!r} models"):
-            models = load_models(resolved.name, device)
-    except (PipelineError, UnknownPresetError) as exc:
+        with console.status(f"loading the {resolved.name!r} models ({options.weights} weights)"):
+            models = load_models(resolved, device, weights=options.weights, offload=options.offload)
+    except (PipelineError, UnknownPresetError, PresetOptionError) as exc:
         console.print(f"[red]error:[/red] {getattr(exc, 'user_message', exc)}")
         return 2
 
@@ -86,6 +107,9 @@ def run_generate(
         if stage != "streams"
     )
     console.print(f"time: {total:.1f} s in all; stages (s from the start): {spans}")
+    if options.weights != "hub" and not models.preset.is_tiny:
+        console.print(f"[yellow]note:[/yellow] {options.weights} random weights: picture and sound are noise; "
+                      "shapes, timing and the loading path are real.")
     if models.preset.is_tiny:
         console.print("[yellow]note:[/yellow] the tiny preset has random weights: picture and sound are noise; "
                       "timing, structure and sync are real.")

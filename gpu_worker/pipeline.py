@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpu_worker import compat
+from gpu_worker import compat, hub_cache
 from gpu_worker.analysis import VisualAnalysis, VisualEvent, analyze_frames
 from gpu_worker.audio import (
     AudioModel,
@@ -46,8 +46,15 @@ from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
 from gpu_worker.placement import onset_near, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
+from gpu_worker.presets import (
+    Preset,
+    PresetOptionError,
+    customize,
+    default_cache_dir,
+    frame_count,
+    resolve_preset,
+)
 from gpu_worker.protocol import UserError
-from gpu_worker.presets import Preset, default_cache_dir, frame_count, resolve_preset
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
 
 
@@ -154,30 +161,50 @@ def pick_device(device: str | None = None) -> str:
 
 
 def load_models(
-    preset_name: str = "auto",
+    preset_name: str | Preset = "auto",
     device: str | None = None,
     cache_dir: str | Path | None = None,
     *,
     warm_up: bool = False,
+    weights: str = "hub",
+    offload: str = "auto",
+    size: tuple[int, int] | None = None,
+    steps: int | None = None,
 ) -> Models:
     """Resolve the preset for the device and load its video, music and SFX models once.
+
+    ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` (full-size
+    random weights) or ``shallow`` (the same configurations, one block per stack); the last
+    two are built once into a private cache under the real repo ids and loaded through the
+    same ``from_pretrained`` / ``get_pretrained`` calls. ``offload`` is the video pipeline's
+    CUDA offload policy (``auto``, ``none``, ``text_encoder``, ``model``, ``sequential``). ``size`` (width, height) and
+    ``steps`` override the preset's, within its rules.
 
     ``warm_up`` runs each model once on a tiny input, so one-time costs (CUDA kernels,
     oneDNN primitive creation on CPU: seconds for the first audio decode) are paid at start-up
     rather than inside the first user's job or a benchmark's timing.
     """
     device = pick_device(device)
-    preset = resolve_preset(preset_name, device)
+    preset = preset_name if isinstance(preset_name, Preset) else resolve_preset(preset_name, device)
+    preset = customize(preset, size=size, steps=steps)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if weights not in hub_cache.WEIGHTS_MODES:
+        raise PresetOptionError(f"weights must be one of {', '.join(hub_cache.WEIGHTS_MODES)}, not {weights!r}")
+    if weights == "random" and not preset.is_tiny and torch.device(device).type != "cuda":
+        raise PresetOptionError(
+            f"full-size random weights of {preset.name!r} need a GPU (T5-XXL alone is 4.8 B "
+            "parameters); on a CPU use --weights shallow")
     compat.prepare_torch_audio_stack()
     if torch.device(device).type == "cpu":
         compat.configure_cpu_backend()
+    if weights != "hub":
+        hub_cache.activate(hub_cache.private_home(cache, weights))
     models = Models(
         preset=preset,
         device=device,
-        video=load_video_model(preset, device, cache),
-        music=load_music_model(preset, device, cache),
-        sfx=load_sfx_model(preset, device, cache),
+        video=load_video_model(preset, device, cache, weights=weights, offload=offload),
+        music=load_music_model(preset, device, cache, weights=weights),
+        sfx=load_sfx_model(preset, device, cache, weights=weights),
     )
     if warm_up:
         seconds = (preset.frame_multiple + 1) / preset.fps

@@ -1,7 +1,9 @@
 """The visual stream: a diffusers text-to-video pipeline chosen by preset.
 
 Real presets load their checkpoint with ``<Pipeline>.from_pretrained(repo)`` from
-the Hugging Face cache. The ``tiny`` preset builds a real ``LTXPipeline`` from
+the Hugging Face cache (real weights, or random ones built by ``video_weights.py`` under
+the same repo id), with the preset's dtypes, scheduler, fp8 storage and offload policy, and
+call it with every argument the preset lists. The ``tiny`` preset builds a real ``LTXPipeline`` from
 small configs with seeded random weights, saves it once under
 ``<cache_dir>/tiny/`` and then loads it through the very same
 ``from_pretrained`` call. Generation never touches the global torch RNG (the
@@ -25,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from gpu_worker import compat
+from gpu_worker import compat, hub_cache, video_weights
 from gpu_worker.audio_types import StepCallback
 from gpu_worker.presets import Preset, default_cache_dir, frame_count
 
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 
 TINY_SEED = 20240601
+OFFLOAD_MODES = ("auto", "none", "text_encoder", "model", "sequential")
+# "auto" keeps everything on a GPU this large and parks the text encoder in RAM below it: the
+# default preset's weights alone come to about 35 GB resident (README, computed).
+AUTO_OFFLOAD_MIN_GB = 48.0
 
 # Small configs for the tiny LTX pipeline. The VAE compresses 16x in space
 # (patch 2, three 2x levels) and 8x in time, like the real one's 32x/8x, so the
@@ -82,24 +88,58 @@ class VideoModel:
 
 
 def load_video_model(preset: Preset, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None) -> VideoModel:
-    """Load the preset's pipeline onto ``device`` (building the tiny one first if needed)."""
+                     cache_dir: str | Path | None = None, weights: str = "hub",
+                     offload: str = "auto") -> VideoModel:
+    """Load the preset's pipeline onto ``device``.
+
+    ``weights``: ``hub`` loads the real checkpoint from the Hugging Face cache; ``random`` /
+    ``shallow`` first build it with random weights into the private cache (see
+    ``video_weights.py``; :func:`gpu_worker.hub_cache.activate` must point at it), then load
+    it by the same repo id. The tiny preset is built locally whatever ``weights`` says.
+    ``offload`` (CUDA only): ``none`` keeps every component on the GPU; ``text_encoder``
+    keeps the (large, once-per-clip) text encoder in RAM and moves it to the GPU only to
+    encode the prompt; ``model`` does that for every component; ``sequential`` streams layer
+    by layer (least memory, slowest); ``auto`` is ``none`` on a GPU of at least
+    :data:`AUTO_OFFLOAD_MIN_GB` and ``text_encoder`` below.
+    """
     compat.prepare_torch_audio_stack()
     import diffusers
 
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = str(ensure_tiny_ltx(cache)) if preset.is_tiny else str(preset.video_repo)
+    resolve_offload(offload, device)  # a bad value fails before anything loads
+    if preset.is_tiny:
+        source = str(ensure_tiny_ltx(cache))
+    else:
+        source = str(preset.video_repo)
+        if weights != "hub":
+            video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
     pipeline_class = getattr(diffusers, preset.pipeline)
-    dtype = _dtype_for(preset, device)
-    # Without accelerate, from_pretrained initialises modules randomly before
-    # loading weights; fork_rng keeps that from moving the global RNG state.
+    # accelerate (a dependency) makes from_pretrained skip the random init before loading;
+    # fork_rng keeps any module that still initialises from moving the global RNG.
     with torch.random.fork_rng(devices=[]):
-        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(dtype),
-                                                  **_low_memory_kwargs())
-    pipeline.to(device)
+        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)))
+    if preset.scheduler is not None:
+        scheduler_class = getattr(diffusers, preset.scheduler)
+        pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config, **preset.scheduler_config)
+    _place(pipeline, preset, device, offload)
     pipeline.set_progress_bar_config(disable=True)
     return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+
+
+def call_kwargs(preset: Preset, pipeline_class: type, prompt: str, num_frames: int,
+                generator: torch.Generator) -> dict[str, Any]:
+    """Every argument of the preset's pipeline call (``tests/test_presets.py`` checks them)."""
+    kwargs: dict[str, Any] = {
+        "prompt": prompt, "width": preset.width, "height": preset.height, "num_frames": num_frames,
+        "guidance_scale": preset.guidance, "generator": generator, "output_type": "np",
+        **preset.call_args,
+    }
+    if "timesteps" not in preset.call_args:
+        kwargs["num_inference_steps"] = preset.steps
+    if "frame_rate" in inspect.signature(pipeline_class.__call__).parameters:
+        kwargs["frame_rate"] = preset.fps  # LTX scales its positional encoding by it
+    return kwargs
 
 
 def generate_frames(model: VideoModel, prompt: str, seconds: float, seed: int,
@@ -110,15 +150,8 @@ def generate_frames(model: VideoModel, prompt: str, seconds: float, seed: int,
     gives the same frames; the global torch RNG is not used.
     """
     preset = model.preset
-    num_frames = frame_count(preset, seconds)
-    kwargs: dict[str, Any] = {
-        "prompt": prompt, "negative_prompt": preset.negative_prompt,
-        "width": preset.width, "height": preset.height, "num_frames": num_frames,
-        "num_inference_steps": preset.steps, "guidance_scale": preset.guidance,
-        "generator": torch.Generator("cpu").manual_seed(seed), "output_type": "np",
-    }
-    if "frame_rate" in inspect.signature(model.pipeline.__call__).parameters:
-        kwargs["frame_rate"] = preset.fps  # LTX scales its positional encoding by it
+    kwargs = call_kwargs(preset, type(model.pipeline), prompt, frame_count(preset, seconds),
+                         torch.Generator("cpu").manual_seed(seed))
     if on_step is not None:
         kwargs["callback_on_step_end"] = _step_reporter(on_step, preset.steps)
     with torch.inference_mode():
@@ -135,31 +168,65 @@ def _step_reporter(on_step: StepCallback, total: int) -> Callable[..., dict]:
 
 
 def _to_uint8(frames: Any) -> np.ndarray:
-    array = np.asarray(frames, dtype=np.float32)
+    array = np.nan_to_num(np.asarray(frames, dtype=np.float32), nan=0.0)
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def _dtype_for(preset: Preset, device: torch.device) -> torch.dtype:
-    if device.type == "cpu":
-        return torch.float32
-    return getattr(torch, preset.torch_dtype)
+def component_dtypes(preset: Preset, device: str | torch.device) -> dict[str, torch.dtype]:
+    """``{component or "default": dtype}`` for ``from_pretrained`` on ``device``."""
+    kind = torch.device(device).type
+    table = preset.dtypes if kind == "cuda" else preset.cpu_dtypes
+    return {name: getattr(torch, preset.dtype_for(name, kind)) for name in {"default", *table}}
 
 
-def _dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+def _place(pipeline: Any, preset: Preset, device: torch.device, offload: str) -> None:
+    """fp8 weight storage where the preset asks for it, then the device or an offload policy."""
+    if device.type == "cuda":
+        for name in preset.fp8_storage:  # diffusers models only: they know which layers to skip
+            compute = getattr(torch, preset.dtype_for(name, "cuda"))
+            getattr(pipeline, name).enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
+                                                             compute_dtype=compute)
+    if preset.vae_tiling:
+        pipeline.vae.enable_tiling()
+    offload = resolve_offload(offload, device)
+    if offload == "none":
+        pipeline.to(device)
+    elif offload == "text_encoder":
+        from accelerate import cpu_offload_with_hook
+
+        pipeline.to(device)
+        pipeline.text_encoder.to("cpu")
+        # On the GPU for encode_prompt; back to RAM as soon as the transformer runs.
+        _, encoder_hook = cpu_offload_with_hook(pipeline.text_encoder, device)
+        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=encoder_hook)
+    elif offload == "model":
+        pipeline.enable_model_cpu_offload(device=device)
+    else:
+        pipeline.enable_sequential_cpu_offload(device=device)
+
+
+def resolve_offload(offload: str, device: str | torch.device) -> str:
+    """The offload policy actually used on ``device`` (CPU: always ``none``)."""
+    device = torch.device(device)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+    if device.type != "cuda":
+        if offload not in ("auto", "none"):
+            log.warning("offload %r needs CUDA; keeping everything on %s", offload, device)
+        return "none"
+    if offload == "auto":
+        total_gb = torch.cuda.get_device_properties(device).total_memory / 1e9
+        return "none" if total_gb >= AUTO_OFFLOAD_MIN_GB else "text_encoder"
+    return offload
+
+
+def _dtype_kwargs(dtype: torch.dtype | dict[str, torch.dtype]) -> dict[str, Any]:
     import diffusers
     from packaging.version import Version
 
     # diffusers 0.42 renamed from_pretrained's torch_dtype to dtype (the old name warns).
     new_name = Version(diffusers.__version__).release >= (0, 42)
     return {"dtype": dtype} if new_name else {"torch_dtype": dtype}
-
-
-def _low_memory_kwargs() -> dict[str, Any]:
-    try:
-        import accelerate  # noqa: F401
-    except ImportError:
-        return {"low_cpu_mem_usage": False}  # silences diffusers' "install accelerate" notice
-    return {}
 
 
 # --- the tiny pipeline ------------------------------------------------------------

@@ -112,7 +112,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     # warm_up: one-time kernel set-up (CUDA, CPU convolutions) happens here, not in the first
     # user's job, where it would count against TALKIES_JOB_TIMEOUT_S.
     ctx["models"] = await asyncio.to_thread(
-        load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True
+        load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True,
+        weights=SETTINGS.weights, offload=SETTINGS.offload,
     )
     preset = ctx["models"].preset
     log.info("models loaded: preset %s on %s", preset.name, ctx["models"].device)

@@ -1,0 +1,180 @@
+"""Benchmark one preset end to end on a CUDA host with no hub access: where a 5 s clip's time goes.
+
+Run on a GPU host (no downloads needed)::
+
+    python bench/gpu.py                          # ltx-distilled, full-size random weights, 5 s
+    python bench/gpu.py --preset ltx --compile   # another preset, transformer compiled
+    python bench/gpu.py --weights hub            # the real checkpoints, if they are cached
+
+and as a CPU smoke test (what the test suite runs, small)::
+
+    python bench/gpu.py --device cpu --weights shallow --preset ltx --seconds 0.4 --size 64x64 --steps 2
+
+With ``--weights random`` every checkpoint of the preset (video transformer, VAE, T5 text
+encoder and tokenizer; MusicGen and AudioGen with their T5 and EnCodec) is built from its
+real configuration with random weights directly on the device in its storage dtype (no CPU
+initialisation of T5-XXL), saved in the Hugging Face cache layout under the real repo ids and
+loaded back through the same ``from_pretrained`` / ``get_pretrained`` calls a real run uses.
+Then one warm-up clip, then the timed clip at the preset's resolution. Output: a table and
+one JSON line (``{"bench": "gpu", ...}``) with per-stage seconds (text encode, denoise, VAE
+decode, music, ambience, SFX, mix, encode), end to end, peak device memory and audio tokens
+per second (one token = one autoregressive step of the audio LM, all codebooks at once).
+Random weights make noise: the figures are timings and memory, not quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Run as a script, bench/ comes first on sys.path, and bench/queue.py would shadow the standard
+# library's ``queue`` (which redis imports): put the repository there instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
+
+import torch  # noqa: E402
+
+from gpu_worker.pipeline import SFX_SECONDS, ClipRequest, Models, generate_clip, load_models  # noqa: E402
+from gpu_worker.presets import DEFAULT_GPU_PRESET, default_cache_dir, frame_count, parse_size  # noqa: E402
+from gpu_worker.video import resolve_offload  # noqa: E402
+
+PROMPT = "a ball bounces down stone stairs in a storm, thunder, tense strings building to a crescendo"
+STAGES = ("text_encode", "denoise", "vae_decode", "music", "ambience", "sfx", "mix", "encode")
+
+
+class StageClock:
+    """Seconds spent inside chosen methods of the video pipeline (device-synchronised)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: Any, method: str, stage: str) -> None:
+        original: Callable[..., Any] = getattr(owner, method)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._sync()
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._sync()
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+        setattr(owner, method, timed)  # an instance attribute: the class is untouched
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=DEFAULT_GPU_PRESET)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--weights", default="random", choices=["hub", "random", "shallow"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the video transformer")
+    parser.add_argument("--offload", default="auto", choices=["auto", "none", "text_encoder", "model", "sequential"])
+    parser.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where random checkpoints are built (default: TALKIES_CACHE_DIR)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but CUDA is not available here (use --device cpu --weights shallow)")
+    start = time.perf_counter()
+    models = load_models(args.preset, str(device), args.cache_dir or default_cache_dir(),
+                         weights=args.weights, offload=args.offload,
+                         size=parse_size(args.size) if args.size else None, steps=args.steps)
+    load_s = time.perf_counter() - start
+    if args.compile:
+        models.video.pipeline.transformer.compile()
+    clock = StageClock(device)
+    pipe = models.video.pipeline
+    clock.wrap(pipe, "encode_prompt", "text_encode")
+    clock.wrap(pipe.vae, "decode", "vae_decode")
+
+    with tempfile.TemporaryDirectory() as folder:
+        request = ClipRequest(PROMPT, args.seconds, seed=1)
+        warm_start = time.perf_counter()
+        generate_clip(models, request, Path(folder) / "warm-up.mp4")
+        warm_up_s = time.perf_counter() - warm_start
+        clock.seconds.clear()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        result = generate_clip(models, request, Path(folder) / "clip.mp4")
+    report = _report(args, models, result.timings, clock.seconds, load_s, warm_up_s, len(result.sfx))
+    _print_table(report)
+    print(json.dumps(report, sort_keys=True))
+    return report
+
+
+def _report(args: argparse.Namespace, models: Models, timings: dict[str, float], inner: dict[str, float],
+            load_s: float, warm_up_s: float, sfx_count: int) -> dict[str, Any]:
+    preset = models.preset
+    frames = frame_count(preset, args.seconds)
+    clip_seconds = frames / preset.fps
+    stages = {
+        "text_encode": inner.get("text_encode", 0.0),
+        "vae_decode": inner.get("vae_decode", 0.0),
+        "denoise": timings["video"] - inner.get("text_encode", 0.0) - inner.get("vae_decode", 0.0),
+        **{name: timings.get(name, 0.0) for name in ("music", "ambience", "sfx", "mix", "encode")},
+    }
+    music_rate = models.music.model.frame_rate
+    sfx_rate = models.sfx.model.frame_rate
+    tokens = {
+        "music": math.ceil(clip_seconds * music_rate - 1e-6),
+        "ambience": math.ceil(clip_seconds * sfx_rate - 1e-6),
+        "sfx": math.ceil(SFX_SECONDS * sfx_rate - 1e-6),  # one batched call: steps, not clips
+    }
+    device = torch.device(models.device)
+    if device.type == "cuda":
+        peak = {"peak_gpu_allocated_gb": torch.cuda.max_memory_allocated(device) / 1e9,
+                "peak_gpu_reserved_gb": torch.cuda.max_memory_reserved(device) / 1e9,
+                "gpu": torch.cuda.get_device_name(device)}
+    else:
+        peak = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    return {
+        "bench": "gpu", "preset": preset.name, "weights": args.weights, "device": str(device),
+        "compile": args.compile, "offload": resolve_offload(args.offload, models.device), "size": f"{preset.width}x{preset.height}",
+        "frames": frames, "fps": preset.fps, "steps": preset.steps, "clip_seconds": round(clip_seconds, 3),
+        "load_s": round(load_s, 2), "warm_up_s": round(warm_up_s, 2),
+        "stages_s": {name: round(stages[name], 3) for name in STAGES},
+        "video_s": round(timings["video"], 3), "end_to_end_s": round(timings["total"], 3),
+        "audio_tokens_per_s": {name: round(tokens[name] / stages[name], 1) if stages[name] > 0 else None
+                               for name in tokens},
+        "sfx_count": sfx_count,
+        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in peak.items()},
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print(f"preset {report['preset']} ({report['weights']} weights) on {report['device']}: "
+          f"{report['size']}, {report['frames']} frames at {report['fps']} fps ({report['clip_seconds']} s), "
+          f"{report['steps']} steps{', compiled' if report['compile'] else ''}")
+    print(f"build + load {report['load_s']:.1f} s, warm-up clip {report['warm_up_s']:.1f} s")
+    print(f"{'stage':<14}{'seconds':>10}")
+    for name, seconds in report["stages_s"].items():
+        print(f"{name:<14}{seconds:>10.3f}")
+    print(f"{'end to end':<14}{report['end_to_end_s']:>10.3f}")
+    for name, rate in report["audio_tokens_per_s"].items():
+        print(f"{name + ' tok/s':<14}{rate if rate is not None else '-':>10}")
+    memory = [f"{k} {v}" for k, v in report.items() if k.startswith("peak_")]
+    print("memory: " + ", ".join(memory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""``bench/gpu.py`` on CPU: the GPU benchmark's own code (weights mode, stage clocks around
+the real pipeline's text encoder and VAE decode, warm-up, table, JSON line) on the tiny preset.
+
+``--device cpu --weights shallow --preset ltx`` runs the same code on the shallow real-size
+LTX build; it takes minutes on 2 shared cores, so the suite runs the tiny preset and
+``tests/test_shallow_presets.py`` covers the shallow builds end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = {"text_encode", "denoise", "vae_decode", "music", "ambience", "sfx", "mix", "encode"}
+
+
+@pytest.mark.slow
+def test_bench_gpu_prints_a_table_and_one_json_line(tiny_model_cache: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--device", "cpu", "--weights", "shallow",
+         "--preset", "tiny", "--seconds", "1", "--size", "64x64", "--steps", "2",
+         "--cache-dir", str(tiny_model_cache)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert report["bench"] == "gpu" and report["preset"] == "tiny" and report["device"] == "cpu"
+    assert report["size"] == "64x64" and report["frames"] == 9 and report["steps"] == 2
+    assert set(report["stages_s"]) == STAGES
+    stages = report["stages_s"]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert stages["text_encode"] > 0 and stages["vae_decode"] > 0 and stages["denoise"] > 0
+    assert report["video_s"] >= stages["text_encode"] + stages["vae_decode"]
+    assert report["end_to_end_s"] >= report["video_s"]
+    assert report["audio_tokens_per_s"]["music"] > 0
+    assert report["peak_rss_gb"] > 0 and report["offload"] == "none"
+    table = "\n".join(lines[:-1])
+    for stage in STAGES:
+        assert stage in table
+    assert "end to end" in table

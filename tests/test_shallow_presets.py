@@ -1,0 +1,86 @@
+"""Every real preset end to end on CPU with ``--weights shallow``: the real pipeline classes,
+real widths, channels, heads, vocabularies and compression factors, one block per stack.
+
+Each run is the user's command, ``talkies generate PROMPT -o OUT --preset P --weights shallow
+--seconds S --size WxH``, in a subprocess: the random checkpoints are built once into a
+private Hugging Face cache under their real repo ids (kept in pytest's cache between runs),
+loaded by the same ``from_pretrained`` / ``get_pretrained`` calls as real weights, then video
++ music + ambience + SFX + mix + mux, checked with ffprobe. To keep the suite quick each run
+makes the preset's shortest clip at a small size its rules allow, with 2 denoising steps
+where the preset's schedule is not fixed (the distilled one runs its 8 timesteps).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpu_worker import hub_cache
+from gpu_worker.presets import PRESETS, frame_count
+from tests.conftest import ffprobe
+
+# preset -> (size, extra CLI arguments)
+SHALLOW_RUNS = {
+    "ltx-distilled": ("64x64", []),
+    "ltx": ("64x64", ["--steps", "2"]),
+    "wan": ("32x32", ["--steps", "2"]),
+    "cogvideox": ("32x32", ["--steps", "2"]),
+}
+
+
+@pytest.fixture(scope="session")
+def shallow_cache(request: pytest.FixtureRequest) -> Path:
+    """Shallow random checkpoints, built once and kept in pytest's cache across runs."""
+    return Path(request.config.cache.mkdir("talkies-shallow-models"))
+
+
+def test_every_real_preset_has_a_shallow_run() -> None:
+    assert set(SHALLOW_RUNS) == {name for name, preset in PRESETS.items() if not preset.is_tiny}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SHALLOW_RUNS))
+def test_shallow_preset_writes_a_valid_mp4(name: str, shallow_cache: Path, tmp_path: Path) -> None:
+    preset = PRESETS[name]
+    size, extra = SHALLOW_RUNS[name]
+    seconds = preset.min_seconds
+    output = tmp_path / f"{name}.mp4"
+    env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("TALKIES_WEIGHTS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "generate", "a dog runs on the beach, waves crash",
+         "-o", str(output), "--preset", name, "--weights", "shallow", "--device", "cpu",
+         "--seconds", f"{seconds:g}", "--size", size, *extra],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    info = ffprobe(output)
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    width, height = (int(v) for v in size.split("x"))
+    assert streams["video"]["codec_name"] == "h264"
+    assert (streams["video"]["width"], streams["video"]["height"]) == (width, height)
+    assert int(streams["video"]["nb_frames"]) == frame_count(preset, seconds)
+    assert streams["audio"]["codec_name"] == "aac"
+    assert float(info["format"]["duration"]) == pytest.approx(frame_count(preset, seconds) / preset.fps, abs=0.1)
+
+    # Loaded by its real repo id from the private cache, not from some local folder.
+    home = hub_cache.private_home(shallow_cache, "shallow")
+    assert (hub_cache.repo_folder(home, preset.video_repo) / "refs" / "main").is_file()
+
+
+def test_cli_refuses_a_size_outside_the_rules(tmp_path: Path, shallow_cache: Path) -> None:
+    env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "generate", "a cat", "-o", str(tmp_path / "x.mp4"),
+         "--preset", "wan", "--weights", "shallow", "--size", "250x250"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "multiples of 16" in done.stderr.replace("\n", " ")
+    assert not (tmp_path / "x.mp4").exists()
