@@ -17,7 +17,8 @@ initialisation of T5-XXL), saved in the Hugging Face cache layout under the real
 loaded back through the same ``from_pretrained`` / ``get_pretrained`` calls a real run uses.
 Then one warm-up clip, then the timed clip at the preset's resolution. Output: a table and
 one JSON line (``{"bench": "gpu", ...}``) with per-stage seconds (text encode, denoise, VAE
-decode, music, ambience, SFX, mix, encode), end to end, peak device memory and audio tokens
+decode, music, ambience, SFX, mix, encode), each stage's start and end (``timeline_s``: the
+music and ambience run beside the video), end to end, peak device memory and audio tokens
 per second (one token = one autoregressive step of the audio LM, all codebooks at once).
 Random weights make noise: the figures are timings and memory, not quality.
 """
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats(device)
         result = generate_clip(models, request, Path(folder) / "clip.mp4")
     report = _report(args, models, result.timings, clock.seconds, load_s, warm_up_s, len(result.sfx))
+    report["timeline_s"] = {stage: {k: round(v, 3) for k, v in span.items()}
+                            for stage, span in result.timeline.items()}
     _print_table(report)
     print(json.dumps(report, sort_keys=True))
     return report
