@@ -27,14 +27,16 @@ fi
 # torch: these machines carry the CPU build of 2.13.0 locally; GPU hosts set TORCH_SPEC
 # (e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128").
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
-want=$(cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -c1-16)-$(echo "$torch_spec" | sha256sum | cut -c1-8)
+want=$(cat pyproject.toml constraints.txt requirements-nodeps.txt | sha256sum | cut -c1-16)-$(echo "$torch_spec" | sha256sum | cut -c1-8)
 stamp=.venv/.talkies-installed
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing Python packages into .venv (first run takes a few minutes)"
     .venv/bin/python -m pip install -q --upgrade pip
     # shellcheck disable=SC2086
     .venv/bin/python -m pip install -q $torch_spec
-    .venv/bin/python -m pip install -q -e ".[test]"
+    # constraints.txt pins everything else, so a fresh machine next month gets what was tested
+    # (upgrade on purpose: bash scripts/lock.sh).
+    .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
     # audiocraft and friends: --no-deps, see requirements-nodeps.txt and README.
     .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
     echo "$want" > "$stamp"
