@@ -362,8 +362,13 @@ def score_frames(
     timer: _Timer | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: Cancellation | None = None,
+    encoder: Callable[..., EncodeInfo] = encode_mp4,
 ) -> ClipResult:
-    """Sound for any frames: analysis -> ambience + timed SFX (+ music if not given) -> MP4."""
+    """Sound for any frames: analysis -> ambience + timed SFX (+ music if not given) -> MP4.
+
+    ``encoder`` writes the MP4 (``encode_mp4``'s signature); ``/sound`` passes one that keeps
+    the user's own video stream (:mod:`gpu_worker.sound_job`).
+    """
     timer = timer or _Timer()
     duration = len(frames) / fps
     _report(on_progress, "analysis", 0.0, STAGE_START["analysis"], cancel)
@@ -404,7 +409,7 @@ def score_frames(
     _report(on_progress, "mix", 1.0, STAGE_START["encode"], cancel)
     _report(on_progress, "encode", 0.0, STAGE_START["encode"], cancel)
     with timer.stage("encode"):
-        encoded = encode_mp4(
+        encoded = encoder(
             frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
             on_frame=_checking(cancel, "encode"),
         )
