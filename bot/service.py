@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from bot.clip_lengths import ClipLengths, current_clip_lengths
 from bot import text_rules
 from config.settings import Platform, Settings
-from gpu_worker.protocol import UserError
+from gpu_worker.protocol import GENERATE_SOUND, GENERATE_VIDEO, UserError
 from gpu_worker.queue import JobQueue
 from storage import (
     CreditLedger,
@@ -49,7 +49,7 @@ EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
-    "not_cancellable", "bad_request",
+    "not_cancellable", "bad_request", "bad_video",
 ]
 
 
@@ -332,8 +332,60 @@ class Service:
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )
 
-    async def _enqueue(self, job_id: str, prompt: str, params: dict[str, Any]) -> int | None:
-        payload = {"job_id": job_id, "kind": "video", "prompt": prompt, **params}
+    async def request_sound(
+        self,
+        actor: Actor,
+        video: bytes,
+        prompt: str | None,
+        *,
+        seed: int | None = None,
+        delivery: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> VideoAccepted:
+        """``/sound``: check the user's video (headers only), reserve the sound price, record
+        the job and enqueue it with the video in its payload. A refusal charges nothing."""
+        from bot.sound_uploads import check_video
+
+        text = clean_prompt(prompt, self.settings.max_prompt_chars) if prompt and prompt.strip() else ""
+        probe = await check_video(video, self.settings)
+        clip_seed = self._seed(seed)
+        delivery = check_delivery(delivery, max_bytes)
+        account = await self._account(actor)
+        job_id = uuid.uuid4().hex
+        cost = self.settings.sound_price
+        params = {"seconds": probe.duration_s, "seed": clip_seed, "max_bytes": max_bytes,
+                  "upload_bytes": len(video)}
+        try:
+            await self.jobs.create(
+                NewJob(
+                    id=job_id, user_id=account.id, platform=actor.platform, kind="sound",
+                    prompt=text, cost=cost, server_id=actor.server_id, params=params,
+                    delivery=delivery or {},
+                ),
+                max_per_user=self.settings.max_jobs_per_user,
+                max_per_server=self.settings.max_jobs_per_server,
+            )
+        except InsufficientCredits as exc:
+            message = self._no_credits_message(exc, account.signup_withheld)
+            raise UserFacingError("no_credits", message) from None
+        except TooManyJobs as exc:
+            raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
+
+        position = await self._enqueue(job_id, text, params, kind="sound", extra={"video": video})
+        balance = await self.credits.balance(account.id)
+        return VideoAccepted(
+            job_id=job_id, prompt=text, seconds=probe.duration_s, seed=clip_seed, cost=cost,
+            available_after=balance.available, queue_position=position,
+            signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
+        )
+
+    async def _enqueue(
+        self, job_id: str, prompt: str, params: dict[str, Any], *, kind: str = "video",
+        extra: dict[str, Any] | None = None,
+    ) -> int | None:
+        """``extra`` goes into the payload only (never into SQLite): the /sound upload."""
+        payload = {"job_id": job_id, "kind": kind, "prompt": prompt, **params, **(extra or {})}
+        function = GENERATE_SOUND if kind == "sound" else GENERATE_VIDEO
         if self.queue is None:
             await self.jobs.fail(job_id, "no queue configured")
             raise UserFacingError(
@@ -341,7 +393,7 @@ class Service:
                 "You were not charged.",
             )
         try:
-            await self.queue.enqueue(job_id, payload)
+            await self.queue.enqueue(job_id, payload, function)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
@@ -531,7 +583,8 @@ class Service:
 
     def caption(self, job: Job, seconds: float, available: int) -> str:
         """The line under a delivered video: prompt, length and credits left."""
-        return f"\u201c{job.prompt}\u201d \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
+        what = f"\u201c{job.prompt}\u201d" if job.prompt else "Your video, with sound"
+        return f"{what} \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
     async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:
