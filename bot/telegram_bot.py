@@ -33,6 +33,7 @@ from telegram.ext import (
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
+from bot.telegram_sound import add_sound_handlers
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
 from config.settings import Settings
 
@@ -45,6 +46,7 @@ HANDLERS_KEY = "talkies"
 
 COMMANDS = [
     BotCommand("video", "Make a video with sound from a prompt"),
+    BotCommand("sound", "Reply to a video: give it music, ambience and timed sound effects"),
     BotCommand("credits", "Show your credits"),
     BotCommand("cancel", "Cancel your queued video"),
     BotCommand("grant", "Give credits (operators; group admins from the pool)"),
@@ -209,6 +211,18 @@ class TelegramHandlers:
         assert message is not None
         actor = await self.actor(update)
         status = await self.reply(message, "Got it: queueing your video\u2026")
+        await self.request_job(update, status, lambda delivery: self.service.request_video(
+            actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
+        ))
+
+    async def request_job(
+        self, update: Update, status: Message,
+        request: Callable[[dict[str, Any]], Awaitable[VideoAccepted]],
+    ) -> None:
+        """Ask the service for a job (``request(delivery)``), then show it queued and follow
+        it; a refusal settles the status message."""
+        message = update.effective_message
+        assert message is not None
         delivery = {
             "chat_id": message.chat_id,
             "status_message_id": status.message_id,
@@ -216,9 +230,7 @@ class TelegramHandlers:
             "thread_id": self.thread_of(message),
         }
         try:
-            accepted = await self.service.request_video(
-                actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
-            )
+            accepted = await request(delivery)
         except UserFacingError as exc:
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
@@ -400,6 +412,7 @@ def build_application(
     ]
     for name, callback in commands:
         app.add_handler(CommandHandler(name, h.guarded(callback), filters=private | groups))
+    add_sound_handlers(app, h)
     app.add_handler(MessageHandler(private & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))

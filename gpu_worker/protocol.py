@@ -45,7 +45,7 @@ FAILURES: dict[str, str] = {
     "timeout": "Your video took too long to generate and was stopped.",
     # a user's own video (/sound), refused before it is decoded; see gpu_worker.video_input
     "not_a_video": "That file is not a video I can read (send an MP4, MOV, MKV or WebM).",
-    "video_no_frames": "That video has no frames in it.",
+    "video_no_frames": "That file has no picture in it (not one video frame).",
     "video_truncated": "That video is cut short (the file is incomplete): send the whole file.",
     "video_too_long": "That video is {seconds:.1f} s long; the limit is {max_seconds:g} s. It "
                       "was not cut: trim it and send it again.",

@@ -104,8 +104,10 @@ def probe_video(path: str | os.PathLike[str], limits: VideoLimits) -> VideoProbe
         with av.open(str(path), mode="r") as container:
             names = container.format.name.split(",")
             kind = next((n for n in ACCEPTED_CONTAINERS if n in names), None)
-            if kind is None or not container.streams.video:
+            if kind is None:
                 raise _not_a_video()
+            if not container.streams.video:
+                raise refusal("video_no_frames")
             stream = container.streams.video[0]
             context = stream.codec_context
             codec, width, height = context.name, int(context.width or 0), int(context.height or 0)
