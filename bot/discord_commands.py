@@ -18,6 +18,7 @@ from discord import app_commands
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
+from bot.discord_sound import register_sound_command
 from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         name="video", description=f"Make a short video with sound from a prompt "
         f"({settings.video_price} credits)", callback=video,
     ))
+    register_sound_command(tree, bot)
 
     @tree.command(name="credits", description="Your credits, today's free credits and videos in progress")
     async def credits(interaction: discord.Interaction) -> None:

@@ -72,7 +72,7 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         assert isinstance(bot.client, TalkiesClient)
         assert not isinstance(bot.client, ShardedTalkiesClient)
         commands = {c["name"]: c for c in fake.commands["global"]}
-        assert set(commands) == {"video", "credits", "grant", "pool", "cancel", "help"}
+        assert set(commands) == {"video", "sound", "credits", "grant", "pool", "cancel", "help"}
         assert all(c["description"] for c in commands.values())
         assert len(bot.synced) == 6
 
