@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
 from bot import text_rules
+from bot.sync_figure import SyncFigure, sync_text
 from config.settings import Platform, Settings
 from gpu_worker.protocol import GENERATE_SOUND, GENERATE_VIDEO, UserError
 from gpu_worker.queue import JobQueue
@@ -581,10 +582,15 @@ class Service:
         await self.jobs.fail(job_id, reason, status=JobStatus.CANCELLED)
         return True
 
-    def caption(self, job: Job, seconds: float, available: int) -> str:
-        """The line under a delivered video: prompt, length and credits left."""
+    def caption(
+        self, job: Job, seconds: float, available: int, sync: SyncFigure | None = None
+    ) -> str:
+        """The line under a delivered video: prompt, length, the sync figure (when sound
+        effects were placed) and credits left."""
         what = f"\u201c{job.prompt}\u201d" if job.prompt else "Your video, with sound"
-        return f"{what} \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
+        placed = sync_text(sync)
+        parts = [what, f"{seconds:.1f} s", *([placed] if placed else []), f"{available} credits left"]
+        return " \u00b7 ".join(parts)
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
     async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:

@@ -4,6 +4,7 @@ real Redis, and (end to end) the real arq worker on the tiny preset."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -107,5 +108,7 @@ async def test_sound_end_to_end(
     assert sound_inputs.video_md5(delivered) == sound_inputs.video_md5(source)
     assert sorted(s["codec_name"] for s in ffprobe(delivered)["streams"]) == ["aac", "h264"]
     assert "a ball bounces, heavy thuds" in str(upload.content)
+    within = re.search(r"3 sound effects, each within (\d+) ms of its frame", str(upload.content))
+    assert within and int(within[1]) <= 1000 / 24, upload.content  # one per bounce
     price = settings.sound_price
     assert await ledger_rows(service) == [("reserve", -price), ("commit", 0)]

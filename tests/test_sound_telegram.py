@@ -5,6 +5,7 @@ anything is reserved; a good one comes back with its picture unchanged and is ch
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,6 +127,8 @@ async def test_sound_reply_in_a_group_end_to_end(
     [video] = api.videos
     assert video.params["reply_parameters"]["message_id"] == command["message_id"]
     assert "a ball bounces, heavy thuds" in video.params["caption"]
+    within = re.search(r"3 sound effects, each within (\d+) ms of its frame", video.params["caption"])
+    assert within and int(within[1]) <= 1000 / 24, video.params["caption"]  # one per bounce
     delivered = tmp_path / "delivered.mp4"
     delivered.write_bytes(video.data)
     assert sound_inputs.video_md5(delivered) == sound_inputs.video_md5(source)
