@@ -349,18 +349,37 @@ class Service:
 
         text = clean_prompt(prompt, self.settings.max_prompt_chars) if prompt and prompt.strip() else ""
         probe = await check_video(video, self.settings)
+        return await self.submit_sound(
+            actor, text, probe.duration_s, cost=self.settings.sound_price, seed=seed,
+            extra={"video": video}, delivery=delivery, max_bytes=max_bytes,
+        )
+
+    async def submit_sound(
+        self,
+        actor: Actor,
+        prompt: str,
+        seconds: float,
+        *,
+        cost: int,
+        extra: dict[str, Any],
+        seed: int | None = None,
+        delivery: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> VideoAccepted:
+        """Reserve ``cost``, record a sound job and enqueue it; ``extra`` (the upload, or the
+        kept clip's ``source_job``) travels in the payload only."""
         clip_seed = self._seed(seed)
         delivery = check_delivery(delivery, max_bytes)
         account = await self._account(actor)
         job_id = uuid.uuid4().hex
-        cost = self.settings.sound_price
-        params = {"seconds": probe.duration_s, "seed": clip_seed, "max_bytes": max_bytes,
-                  "upload_bytes": len(video)}
+        params = {"seconds": seconds, "seed": clip_seed, "max_bytes": max_bytes}
+        if "source_job" in extra:
+            params["source_job"] = extra["source_job"]
         try:
             await self.jobs.create(
                 NewJob(
                     id=job_id, user_id=account.id, platform=actor.platform, kind="sound",
-                    prompt=text, cost=cost, server_id=actor.server_id, params=params,
+                    prompt=prompt, cost=cost, server_id=actor.server_id, params=params,
                     delivery=delivery or {},
                 ),
                 max_per_user=self.settings.max_jobs_per_user,
@@ -372,10 +391,10 @@ class Service:
         except TooManyJobs as exc:
             raise UserFacingError("too_many_jobs", self._too_many_jobs_message(exc)) from None
 
-        position = await self._enqueue(job_id, text, params, kind="sound", extra={"video": video})
+        position = await self._enqueue(job_id, prompt, params, kind="sound", extra=extra)
         balance = await self.credits.balance(account.id)
         return VideoAccepted(
-            job_id=job_id, prompt=text, seconds=probe.duration_s, seed=clip_seed, cost=cost,
+            job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
             available_after=balance.available, queue_position=position,
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )

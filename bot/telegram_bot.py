@@ -33,6 +33,7 @@ from telegram.ext import (
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
+from bot.telegram_buttons import add_button_handlers, keyboard
 from bot.telegram_sound import add_sound_handlers
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
 from config.settings import Settings
@@ -403,6 +404,7 @@ def build_application(
         app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s,
         upload_timeout_s=settings.delivery_request_timeout_s,
     )
+    frontend.markup_for = lambda job: keyboard(job, service)
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
@@ -421,6 +423,7 @@ def build_application(
                                    h.guarded(h.group_mention)))
     app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                    h.guarded(h.not_text)))
+    add_button_handlers(app, h)
     app.add_handler(CallbackQueryHandler(h.callback))
     app.add_error_handler(h.on_error)
     return app

@@ -54,6 +54,7 @@ FAILURES: dict[str, str] = {
                         "4096x2304.",
     "video_frame_rate": "That video's frame rate ({fps:g} fps) is outside what I take (up to "
                         "120 fps).",
+    "clip_gone": "That clip is no longer kept, so it can't get new audio. Make a new one.",
     "video_frame_count": "That video holds more frames than its length allows ({frames:g}).",
 }
 GENERIC_FAILURE = "Something went wrong while making your video."

@@ -54,6 +54,7 @@ from config import Settings, load_settings
 from config.settings import ConfigError
 from gpu_worker import stage_hold
 from gpu_worker.cancellation import Cancellation, JobCancelled
+from gpu_worker.clip_store import StoreLimits, keep_clip, read_clip
 from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
 from gpu_worker.progress import ProgressPublisher
 from gpu_worker.protocol import (
@@ -158,7 +159,7 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
             lambda progress, cancel: generate_clip(ctx["models"], request, output, progress, cancel),
         )
         mp4 = output.read_bytes()
-    return await _finished(publish, mp4, result)
+    return await _finished(ctx, job_id, publish, mp4, result)
 
 
 async def generate_sound(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +169,12 @@ async def generate_sound(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     from gpu_worker.video_input import VideoLimits, too_large
 
     job_id = str(ctx.get("job_id") or payload.get("job_id"))
+    limit = min(MAX_SOUND_UPLOAD_BYTES, SETTINGS.sound_max_upload_bytes)
     video = payload.get("video")
+    if video is None and isinstance(payload.get("source_job"), str):  # "New audio"
+        video = await read_clip(ctx["redis"], payload["source_job"], limit)
+        if video is None:
+            raise JobRejected("That clip is no longer kept.", code="clip_gone")
     try:
         if not isinstance(video, bytes):
             raise TypeError("no video bytes")
@@ -176,21 +182,21 @@ async def generate_sound(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         max_bytes = int(payload["max_bytes"]) if payload.get("max_bytes") else None
     except (KeyError, TypeError, ValueError) as exc:
         raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
-    limit = min(MAX_SOUND_UPLOAD_BYTES, SETTINGS.sound_max_upload_bytes)
     if len(video) > limit:
         raise too_large(len(video), limit)
     limits = VideoLimits(max_seconds=SETTINGS.max_clip_seconds, max_bytes=limit)
     with tempfile.TemporaryDirectory(prefix="talkies-sound-") as tmp:
         source, output = Path(tmp) / "upload", Path(tmp) / "clip.mp4"
         source.write_bytes(video)
-        del video, payload["video"]  # the decoded frames need the memory more
+        del video  # the decoded frames need the memory more
+        payload.pop("video", None)
         request = SoundRequest(source, prompt, seed, limits, max_bytes)
         publish, sound = await _run_pipeline(
             ctx, job_id,
             lambda progress, cancel: make_sound(ctx["models"], request, output, progress, cancel),
         )
         mp4 = output.read_bytes()
-    return await _finished(publish, mp4, sound.clip)
+    return await _finished(ctx, job_id, publish, mp4, sound.clip)
 
 
 async def _run_pipeline(
@@ -222,11 +228,15 @@ async def _run_pipeline(
         raise
 
 
-async def _finished(publish: ProgressPublisher, mp4: bytes, result: Any) -> dict[str, Any]:
-    """The job's result record, once its MP4 passed the size cap."""
+async def _finished(
+    ctx: dict[str, Any], job_id: str, publish: ProgressPublisher, mp4: bytes, result: Any
+) -> dict[str, Any]:
+    """The job's result record, once its MP4 passed the size cap; what the clip's buttons
+    need is kept first (:mod:`gpu_worker.clip_store`)."""
     if len(mp4) > SETTINGS.max_result_bytes:
         raise JobRejected("The finished video is larger than this bot can deliver.",
                           code="result_too_large")
+    await _keep_for_buttons(ctx, job_id, mp4, result)
     await publish.publish("done", 100.0, "")
     return {
         "mp4": mp4,
@@ -236,6 +246,22 @@ async def _finished(publish: ProgressPublisher, mp4: bytes, result: Any) -> dict
         "timings": result.timings,
         "sync": result.sync,
     }
+
+
+async def _keep_for_buttons(ctx: dict[str, Any], job_id: str, mp4: bytes, result: Any) -> None:
+    """Keep the MP4 and its stems for New audio / Stems; a failure only loses the buttons."""
+    from gpu_worker.stem_files import stems_m4a
+
+    limits = StoreLimits(
+        ttl_s=SETTINGS.clip_ttl_s,
+        max_clip_bytes=min(MAX_SOUND_UPLOAD_BYTES, SETTINGS.sound_max_upload_bytes),
+        max_total_bytes=SETTINGS.clip_store_max_bytes,
+    )
+    try:
+        stems = await asyncio.to_thread(stems_m4a, result.mix.stems)
+        await keep_clip(ctx["redis"], job_id, mp4, stems, limits)
+    except Exception as exc:  # noqa: BLE001 - the clip is made; only its buttons suffer
+        log.warning("job %s: could not keep the clip for its buttons (%s)", job_id, exc)
 
 
 async def _stopped(work: asyncio.Future[Any]) -> str:

@@ -151,6 +151,7 @@ class FakeBotAPI:
         self.calls: list[Call] = []
         self.sent: dict[tuple[int, int], SentMessage] = {}
         self.videos: list[SentVideo] = []
+        self.media_groups: list[list[tuple[dict[str, Any], bytes]]] = []  # (item, file) each
         self.user_files: dict[str, bytes] = {}  # file_id -> bytes users sent (getFile serves them)
         self.downloads: list[str] = []  # file paths the bot fetched
         self.commands: list[dict[str, Any]] | None = None
@@ -528,6 +529,29 @@ class FakeBotAPI:
         message = self._new_message(self._chat(chat_id), self.me, reply_to=reply_to, **content)
         self.videos.append(SentVideo(chat_id, message["message_id"], data, params, filename))
         return message
+
+    def _api_sendMediaGroup(self, params: dict[str, Any], files: dict[str, tuple[bytes, str | None]]) -> list[dict[str, Any]]:
+        chat_id = int(params["chat_id"])
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise ApiError(400, "Bad Request: wrong number of media in the group")
+        kinds = {item.get("type") for item in media}
+        if len(kinds) != 1 or kinds - {"audio", "document", "photo", "video"}:
+            raise ApiError(400, "Bad Request: media of different kinds can't be mixed")
+        group, messages = [], []
+        for item in media:
+            ref = str(item.get("media", ""))
+            if not ref.startswith("attach://") or ref.removeprefix("attach://") not in files:
+                raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            data, filename = files[ref.removeprefix("attach://")]
+            group.append((item, data))
+            content = {item["type"]: {"file_id": f"media{len(self.media_groups)}-{len(group)}",
+                                      "file_unique_id": "m", "file_size": len(data),
+                                      "file_name": filename}}
+            messages.append(self._new_message(self._chat(chat_id), self.me,
+                                              reply_to=_reply_to(params), **content))
+        self.media_groups.append(group)
+        return messages
 
     def _api_getFile(self, params: dict[str, Any], files: Any) -> dict[str, Any]:
         file_id = str(params.get("file_id"))
