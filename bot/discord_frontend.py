@@ -121,6 +121,8 @@ class DiscordFrontend:
         self.client = client
         self.clock = clock
         self.edit_interval_s = edit_interval_s
+        # The buttons under a delivered clip (bot.discord_buttons.ClipButtons), when wired.
+        self.view_for: Callable[[Job], discord.ui.View] | None = None
         self.token_lifetime_s = token_lifetime_s
         self.token_margin_s = token_margin_s
         self.editor: StatusEditor[str] = StatusEditor(self._edit_status, interval_s=edit_interval_s)
@@ -213,6 +215,7 @@ class DiscordFrontend:
                 await webhook.edit_message(
                     ORIGINAL, content=clip(caption),
                     attachments=[discord.File(io.BytesIO(data), filename=video.filename)],
+                    **self._buttons(job),
                 )
                 return
             except discord.HTTPException as exc:
@@ -226,6 +229,9 @@ class DiscordFrontend:
             target, f"your video is ready: {caption}",
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
+
+    def _buttons(self, job: Job) -> dict[str, Any]:
+        return {} if self.view_for is None else {"view": self.view_for(job)}
 
     async def find_delivered(self, job: Job) -> bool | None:
         """Whether an upload of this job's video is on Discord (see the module docstring).

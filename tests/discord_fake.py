@@ -406,6 +406,38 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload, shard_id=self.shard_of(guild_id))
         return record
 
+    async def press(
+        self, message: dict[str, Any], custom_id: str, *, user_id: int = 1001,
+        user_name: str = "alice", guild_id: int | None = 7001,
+        attachment_size_limit: int = DEFAULT_UPLOAD_LIMIT,
+    ) -> InteractionRecord:
+        """Dispatch an INTERACTION_CREATE for a button press on ``message``; returns its record."""
+        interaction_id = self.snowflake()
+        token = f"tok{interaction_id}"
+        user = self.user(user_id, user_name)
+        channel = {"id": message["channel_id"], "type": 0, "name": "general",
+                   "guild_id": str(guild_id)}
+        payload: dict[str, Any] = {
+            "id": interaction_id, "application_id": str(self.application_id), "type": 3,
+            "token": token, "version": 1, "data": {"custom_id": custom_id, "component_type": 2},
+            "message": message, "channel": channel, "channel_id": message["channel_id"],
+            "attachment_size_limit": attachment_size_limit,
+            "app_permissions": str(discord.Permissions.all().value), "locale": "en-US",
+            "entitlements": [], "authorizing_integration_owners": {"0": str(guild_id or 0)},
+            "context": 0, "guild_id": str(guild_id), "guild_locale": "en-US",
+            "member": {"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00+00:00",
+                       "deaf": False, "mute": False, "flags": 0, "permissions": "0",
+                       "nick": None, "avatar": None},
+        }
+        record = InteractionRecord(
+            id=interaction_id, token=token, channel_id=message["channel_id"],
+            guild_id=str(guild_id), user_id=str(user_id),
+            attachment_size_limit=attachment_size_limit,
+        )
+        self.interactions[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload, shard_id=self.shard_of(guild_id))
+        return record
+
     def attachment(self, data: bytes, filename: str = "clip.mp4", *, size: int | None = None,
                    content_type: str = "video/mp4") -> dict[str, Any]:
         """A file a user attached to a command (pass it in ``resolved_attachments``; the option's
@@ -699,6 +731,8 @@ class FakeDiscord:
             record.message["content"] = body["content"] or ""
         if "attachments" in body:
             record.message["attachments"] = self._attachments(r.files)
+        if "components" in body:
+            record.message["components"] = body["components"]
         return json_response(record.message)
 
     def _followup(self, token: str, r: Recorded) -> web.Response:
