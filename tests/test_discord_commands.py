@@ -74,7 +74,7 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         commands = {c["name"]: c for c in fake.commands["global"]}
         assert set(commands) == {"video", "sound", "credits", "grant", "pool", "cancel", "help"}
         assert all(c["description"] for c in commands.values())
-        assert len(bot.synced) == 6
+        assert len(bot.synced) == 7
 
         video = {o["name"]: o for o in commands["video"]["options"]}
         assert video["prompt"]["required"] and video["prompt"]["type"] == 3
