@@ -40,7 +40,7 @@ from gpu_worker.audio_types import SAMPLE_RATE, StepCallback
 from gpu_worker.cancellation import Cancellation
 from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
-from gpu_worker.placement import onset_near, place_sfx
+from gpu_worker.placement import onset_near, pan_of, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
 from gpu_worker.protocol import UserError
 from gpu_worker.presets import Preset, default_cache_dir, frame_count, resolve_preset
@@ -395,7 +395,9 @@ def score_frames(
         clips = generate_sfx_batch(
             models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2, _checking(cancel, "sfx")
         )
-        sfx_track = place_sfx(clips, [e.time for e in events], n) if clips else None
+        sfx_track = place_sfx(
+            clips, [e.time for e in events], n, pans=[pan_of(e.x) for e in events]
+        ) if clips else None
 
     _report(on_progress, "sound", 1.0, STAGE_START["mix"], cancel)
     _report(on_progress, "mix", 0.0, STAGE_START["mix"], cancel)

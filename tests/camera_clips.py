@@ -48,7 +48,7 @@ def filmed(n_frames: int = 48, size: int = 64, fps: float = 24.0, *, pan: float 
         oy = int(round(margin + jitter[0]))
         ox = int(round(margin + pan * t + jitter[1] - (pan * n_frames / 2 if pan > 0 else 0)))
         frames[t] = img[oy:oy + size, ox:ox + size]
-        in_view = ball_x is not None and radius <= margin + ball_x * size - ox <= size - radius
+        in_view = ball_x is not None and 0 <= margin + ball_x * size - ox < size  # its centre
         if in_view and t >= first_bounce and (t - first_bounce) % period == 0 and t < n_frames - 1:
             events[t] = "impact"  # a bounce the camera sees
     return Clip(_finish(frames, 1.5, seed + 2), fps, events)
