@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_SFX_COUNT = 64
+RESOLUTION_MS = 5  # the measurement's step (gpu_worker.placement.onset_near's hop): never claim less
 MAX_OFFSET_MS = 10_000.0
 
 
@@ -53,7 +54,7 @@ def sync_text(figure: SyncFigure | None) -> str | None:
     """"3 sound effects, each within 7 ms of its frame"; None when none were placed."""
     if figure is None or figure.sfx_count == 0:
         return None
-    within = max(1, math.ceil(figure.max_offset_ms - 1e-9))
+    within = max(RESOLUTION_MS, math.ceil(figure.max_offset_ms - 1e-9))
     if figure.sfx_count == 1:
         return f"1 sound effect, within {within} ms of its frame"
     return f"{figure.sfx_count} sound effects, each within {within} ms of its frame"

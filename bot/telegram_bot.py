@@ -86,6 +86,8 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         f"A video costs {settings.video_price} credits; you get {settings.daily_grant} free "
         "credits with your first command each UTC day.\n\n"
         "/video <prompt> \u2013 make a video\n"
+        f"Send me a video (or reply /sound <prompt> to one) \u2013 I give it music, ambience "
+        f"and sound effects timed to the picture ({settings.sound_price} credits)\n"
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"

@@ -22,7 +22,8 @@ LIMITS = Limits(max_result_bytes=5_000_000, max_clip_seconds=10.0)
 
 def test_wording_says_what_was_placed_and_how_precisely() -> None:
     assert sync_text(SyncFigure(3, 6.2, 3.0)) == "3 sound effects, each within 7 ms of its frame"
-    assert sync_text(SyncFigure(1, 0.3, 0.3)) == "1 sound effect, within 1 ms of its frame"
+    # never finer than the measurement's 5 ms step
+    assert sync_text(SyncFigure(1, 0.0, 0.0)) == "1 sound effect, within 5 ms of its frame"
     assert sync_text(SyncFigure(0, 0.0, 0.0)) is None
     assert sync_text(None) is None
 
