@@ -71,7 +71,8 @@ def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
 def status_text(job: Job, progress: Progress) -> str:
     seconds = job.params.get("seconds")
     length = f" \u00b7 {float(seconds):g} s" if seconds else ""
-    return clip(f"\U0001f3ac \u201c{clip(job.prompt, 300)}\u201d{length}\n{progress.text}")
+    what = f"\u201c{clip(job.prompt, 300)}\u201d" if job.prompt else "your video"  # /sound, no prompt
+    return clip(f"\U0001f3ac {what}{length}\n{progress.text}")
 
 
 def token_gone(exc: discord.HTTPException) -> bool:
