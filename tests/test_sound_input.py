@@ -200,3 +200,27 @@ def test_cli_sound_refuses_bad_input_clearly(tmp_path: Path, tiny_model_cache: P
     assert done.returncode == 2
     assert "not a video I can read" in done.stderr.replace("\n", " ")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_remux_keeps_a_phone_s_rotation(tmp_path: Path) -> None:
+    """A phone's portrait clip is landscape pixels plus a display matrix: both must survive."""
+    source = sound_inputs.good_clip(tmp_path)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True, timeout=60)
+    probe = probe_video(rotated, LIMITS)
+    out = tmp_path / "out.mp4"
+    remux_with_audio(rotated, np.zeros((2, 96_000), np.float32), out, probe)
+    [video] = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"]
+    rotations = [d.get("rotation") for d in video.get("side_data_list", [])]
+    assert rotations and abs(int(rotations[0])) == 90
+    assert sound_inputs.video_md5(out) == sound_inputs.video_md5(rotated)
+
+
+def test_a_stream_holding_more_frames_than_announced_is_refused_while_decoding(tmp_path: Path) -> None:
+    """A decompression bomb's header understates its frames: decoding stops past the count."""
+    path = sound_inputs.good_clip(tmp_path)
+    lying = dataclasses.replace(probe_video(path, LIMITS), frames=10)  # what a forged header says
+    with pytest.raises(InputVideoError) as caught:
+        decode_frames(path, lying, LIMITS)
+    assert caught.value.code == "video_frame_count"
