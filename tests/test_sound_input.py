@@ -148,6 +148,17 @@ def test_make_sound_places_sfx_on_the_bounces_and_keeps_the_picture(
     assert all(abs(p.measured_offset_s) < 1 / 24 for p in result.clip.sfx)
 
 
+def test_make_sound_keeps_the_upload_sound_underneath_when_asked(models: Models, tmp_path: Path) -> None:
+    source = sound_inputs.good_clip(tmp_path)  # carries a 440 Hz tone
+    replaced, kept = tmp_path / "replaced.mp4", tmp_path / "kept.mp4"
+    first = make_sound(models, SoundRequest(source, "rain on a roof", seed=3), replaced)
+    second = make_sound(models, SoundRequest(source, "rain on a roof, keep the original sound",
+                                             seed=3), kept)
+    assert not first.kept_original_audio and second.kept_original_audio
+    tone = [level_at(decode_audio(path), 440) for path in (replaced, kept)]  # type: ignore[arg-type]
+    assert tone[1] > 4 * tone[0], tone
+
+
 def test_make_sound_re_encodes_only_to_fit_the_size_limit(models: Models, tmp_path: Path) -> None:
     source = sound_inputs.good_clip(tmp_path)
     natural = tmp_path / "natural.mp4"
