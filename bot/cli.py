@@ -78,6 +78,23 @@ def generate(
 
 
 @app.command()
+def sound(
+    video: Annotated[Path, typer.Argument(help="Your video (MP4, MOV, MKV or WebM).")],
+    prompt: Annotated[str, typer.Argument(help="What it should sound like (optional).")] = "",
+    output: Annotated[Path, typer.Option("-o", "--output", help="MP4 file to write.")] = Path("sound.mp4"),
+    stems: Annotated[Optional[Path], typer.Option(help="Folder for music/ambience/sfx WAV stems.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same sound.")] = 0,
+    max_bytes: Annotated[Optional[int], typer.Option(help="Re-encode the picture if the MP4 is larger.")] = None,
+    preset: Annotated[str, typer.Option(help="auto, tiny or a real preset.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+) -> None:
+    """Put music, ambience and timed sound effects on your own video; the picture is kept."""
+    from gpu_worker.sound_cli import run_sound
+
+    raise typer.Exit(run_sound(video, prompt, output, seed, stems, max_bytes, preset, device))
+
+
+@app.command()
 def worker() -> None:
     """Run a GPU worker (arq) against TALKIES_REDIS_URL."""
     _settings()

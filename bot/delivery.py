@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from bot.sync_figure import SyncFigure
 from config.settings import Platform
 from gpu_worker.protocol import UserError
 from storage import Job
@@ -56,6 +57,7 @@ class VideoResult:
     width: int
     height: int
     timings: dict[str, float] = field(default_factory=dict)
+    sync: SyncFigure | None = None  # placed sound effects and their measured precision
 
     @property
     def size_bytes(self) -> int:

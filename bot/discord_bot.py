@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 
 from bot import metrics
+from bot.discord_buttons import ClipButtons, handle_press
 from bot.discord_commands import command_name, register_commands
 from bot.discord_frontend import EDIT_INTERVAL_S, Clock, DiscordFrontend
 from bot.service import Service
@@ -47,6 +48,10 @@ class _TalkiesClientMixin:
 
     async def on_app_command_completion(self, interaction: discord.Interaction, command: Any) -> None:
         metrics.command("discord", command_name(interaction), "ok")
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type == discord.InteractionType.component:
+            await handle_press(self.talkies, interaction)
 
 
 class TalkiesClient(_TalkiesClientMixin, discord.Client):
@@ -91,6 +96,7 @@ class DiscordBot:
         self.tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
         register_commands(self.tree, self)
         self.frontend = DiscordFrontend(client, clock=clock, edit_interval_s=edit_interval_s)
+        self.frontend.view_for = lambda job: ClipButtons(job, service)
         self.watcher: JobWatcher | None = None
         if service.queue is not None:
             self.watcher = JobWatcher(service, self.frontend, **(watcher_options or {}))

@@ -19,6 +19,7 @@ from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
+from bot.discord_sound import register_sound_command
 from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError
 
 if TYPE_CHECKING:
@@ -122,6 +123,9 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         f"({s.video_price} credits; {lengths.why}). Describe the scene "
         "and its sound, e.g. *a storm over a lighthouse, dramatic orchestral score, thunder*. "
         "The same seed and prompt give the same video.\n"
+        f"\u2022 `/sound video:<file> [prompt]` \u2014 music, ambience and sound effects timed to "
+        f"your own video ({s.sound_price} credits). Under every clip: Re-roll, New audio "
+        f"({s.new_audio_price} credits) and Stems.\n"
         "\u2022 `/credits` \u2014 your balance, today's free credits and videos in progress.\n"
         "\u2022 `/cancel` \u2014 cancel your newest video that hasn't started yet (refunded).\n"
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
@@ -178,6 +182,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         name="video", description=f"Make a short video with sound from a prompt "
         f"({settings.video_price} credits)", callback=video,
     ))
+    register_sound_command(tree, bot)
 
     @tree.command(name="credits", description="Your credits, today's free credits and videos in progress")
     async def credits(interaction: discord.Interaction) -> None:

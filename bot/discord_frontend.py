@@ -71,7 +71,8 @@ def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
 def status_text(job: Job, progress: Progress) -> str:
     seconds = job.params.get("seconds")
     length = f" \u00b7 {float(seconds):g} s" if seconds else ""
-    return clip(f"\U0001f3ac \u201c{clip(job.prompt, 300)}\u201d{length}\n{progress.text}")
+    what = f"\u201c{clip(job.prompt, 300)}\u201d" if job.prompt else "your video"  # /sound, no prompt
+    return clip(f"\U0001f3ac {what}{length}\n{progress.text}")
 
 
 def token_gone(exc: discord.HTTPException) -> bool:
@@ -121,6 +122,8 @@ class DiscordFrontend:
         self.client = client
         self.clock = clock
         self.edit_interval_s = edit_interval_s
+        # The buttons under a delivered clip (bot.discord_buttons.ClipButtons), when wired.
+        self.view_for: Callable[[Job], discord.ui.View] | None = None
         self.token_lifetime_s = token_lifetime_s
         self.token_margin_s = token_margin_s
         self.editor: StatusEditor[str] = StatusEditor(self._edit_status, interval_s=edit_interval_s)
@@ -213,6 +216,7 @@ class DiscordFrontend:
                 await webhook.edit_message(
                     ORIGINAL, content=clip(caption),
                     attachments=[discord.File(io.BytesIO(data), filename=video.filename)],
+                    **self._buttons(job),
                 )
                 return
             except discord.HTTPException as exc:
@@ -226,6 +230,9 @@ class DiscordFrontend:
             target, f"your video is ready: {caption}",
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
+
+    def _buttons(self, job: Job) -> dict[str, Any]:
+        return {} if self.view_for is None else {"view": self.view_for(job)}
 
     async def find_delivered(self, job: Job) -> bool | None:
         """Whether an upload of this job's video is on Discord (see the module docstring).

@@ -7,7 +7,8 @@ order, each step refusing what fails it with :class:`BadRecord` (the watcher ref
    refused unread;
 2. the msgpack envelope (never pickle) with arq's keys and a boolean ``s``;
 3. a failure is turned into one of our own texts (:func:`gpu_worker.protocol.failure_text`);
-4. a success must hold MP4 bytes and finite, positive, bounded numbers; the bytes are then
+4. a success must hold MP4 bytes and finite, positive, bounded numbers (the sync figure too:
+   :func:`bot.sync_figure.parse_sync`); the bytes are then
    probed as a container (PyAV reads the headers, nothing is decoded): exactly one H.264 and
    one AAC stream, a duration within the clip limit plus slack, sane dimensions.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import av
 
 from bot.delivery import Progress, VideoResult
+from bot.sync_figure import BadSync, parse_sync
 from gpu_worker.protocol import UserError, deserialize, failure_text
 from gpu_worker.queue import JobQueue
 
@@ -82,7 +84,7 @@ async def read_result(queue: JobQueue, job_id: str, limits: Limits) -> VideoResu
     mp4 = claimed["mp4"]
     duration_s, width, height = await asyncio.to_thread(probe_mp4, mp4, limits)
     return VideoResult(job_id=job_id, mp4=mp4, duration_s=duration_s, width=width, height=height,
-                       timings=claimed["timings"])
+                       timings=claimed["timings"], sync=claimed["sync"])
 
 
 def _envelope(blob: bytes) -> dict[str, Any]:
@@ -120,7 +122,11 @@ def _claimed(result: Any, limits: Limits) -> dict[str, Any]:
         str(k)[:40]: float(v) for k, v in list(timings.items())[:32]
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     }
-    return {"mp4": result["mp4"], "timings": clean}
+    try:
+        sync = parse_sync(result.get("sync"))
+    except BadSync as exc:
+        raise BadRecord(BAD_SHAPE, str(exc)) from None
+    return {"mp4": result["mp4"], "timings": clean, "sync": sync}
 
 
 def probe_mp4(mp4: bytes, limits: Limits) -> tuple[float, int, int]:

@@ -21,10 +21,11 @@ from arq import ArqRedis
 from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
-from bot.status import StatusReport, collect_status
 from bot import banlist, metrics, text_rules
+from bot.status import StatusReport, collect_status
+from bot.sync_figure import SyncFigure, sync_text
 from config.settings import Platform, Settings
-from gpu_worker.protocol import UserError
+from gpu_worker.protocol import GENERATE_SOUND, GENERATE_VIDEO, UserError
 from gpu_worker.queue import JobQueue
 from storage import (
     CreditLedger,
@@ -53,7 +54,7 @@ ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
     "not_cancellable", "bad_request", "banned", "banned_prompt", "not_here", "bad_term",
-    "unknown_rule",
+    "unknown_rule", "bad_video",
 ]
 
 
@@ -347,8 +348,83 @@ class Service:
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )
 
-    async def _enqueue(self, job_id: str, prompt: str, params: dict[str, Any]) -> int | None:
-        payload = {"job_id": job_id, "kind": "video", "prompt": prompt, **params}
+    async def request_sound(
+        self,
+        actor: Actor,
+        video: bytes,
+        prompt: str | None,
+        *,
+        seed: int | None = None,
+        delivery: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> VideoAccepted:
+        """``/sound``: check the user's video (headers only), reserve the sound price, record
+        the job and enqueue it with the video in its payload. A refusal charges nothing."""
+        from bot.sound_uploads import check_video
+
+        text = clean_prompt(prompt, self.settings.max_prompt_chars) if prompt and prompt.strip() else ""
+        probe = await check_video(video, self.settings)
+        return await self.submit_sound(
+            actor, text, probe.duration_s, cost=self.settings.sound_price, seed=seed,
+            extra={"video": video}, delivery=delivery, max_bytes=max_bytes,
+        )
+
+    async def submit_sound(
+        self,
+        actor: Actor,
+        prompt: str,
+        seconds: float,
+        *,
+        cost: int,
+        extra: dict[str, Any],
+        seed: int | None = None,
+        delivery: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> VideoAccepted:
+        """Reserve ``cost``, record a sound job and enqueue it; ``extra`` (the upload, or the
+        kept clip's ``source_job``) travels in the payload only."""
+        await self.admit(actor)
+        if prompt:
+            await self.check_prompt(actor, prompt)
+        clip_seed = self._seed(seed)
+        delivery = check_delivery(delivery, max_bytes)
+        account = await self._account(actor)
+        job_id = uuid.uuid4().hex
+        params = {"seconds": seconds, "seed": clip_seed, "max_bytes": max_bytes}
+        if "source_job" in extra:
+            params["source_job"] = extra["source_job"]
+        try:
+            await self.jobs.create(
+                NewJob(
+                    id=job_id, user_id=account.id, platform=actor.platform, kind="sound",
+                    prompt=prompt, cost=cost, server_id=actor.server_id, params=params,
+                    delivery=delivery or {},
+                ),
+                max_per_user=self.settings.max_jobs_per_user,
+                max_per_server=self.settings.max_jobs_per_server,
+            )
+        except InsufficientCredits as exc:
+            message = await self._no_credits_message(exc, actor, account.signup_withheld)
+            raise UserFacingError("no_credits", message) from None
+        except TooManyJobs as exc:
+            message = self._too_many_jobs_message(exc, self.place_word(actor))
+            raise UserFacingError("too_many_jobs", message) from None
+
+        position = await self._enqueue(job_id, prompt, params, kind="sound", extra=extra)
+        balance = await self.credits.balance(account.id)
+        return VideoAccepted(
+            job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
+            available_after=balance.available, queue_position=position,
+            signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
+        )
+
+    async def _enqueue(
+        self, job_id: str, prompt: str, params: dict[str, Any], *, kind: str = "video",
+        extra: dict[str, Any] | None = None,
+    ) -> int | None:
+        """``extra`` goes into the payload only (never into SQLite): the /sound upload."""
+        payload = {"job_id": job_id, "kind": kind, "prompt": prompt, **params, **(extra or {})}
+        function = GENERATE_SOUND if kind == "sound" else GENERATE_VIDEO
         if self.queue is None:
             await self.jobs.fail(job_id, "no queue configured")
             raise UserFacingError(
@@ -356,7 +432,7 @@ class Service:
                 "You were not charged.",
             )
         try:
-            await self.queue.enqueue(job_id, payload)
+            await self.queue.enqueue(job_id, payload, function)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
@@ -567,9 +643,15 @@ class Service:
             await self._count_credits("refunded", job_id)
         return True
 
-    def caption(self, job: Job, seconds: float, available: int) -> str:
-        """The line under a delivered video: prompt, length and credits left."""
-        return f"\u201c{job.prompt}\u201d \u00b7 {seconds:.1f} s \u00b7 {available} credits left"
+    def caption(
+        self, job: Job, seconds: float, available: int, sync: SyncFigure | None = None
+    ) -> str:
+        """The line under a delivered video: prompt, length, the sync figure (when sound
+        effects were placed) and credits left."""
+        what = f"\u201c{job.prompt}\u201d" if job.prompt else "Your video, with sound"
+        placed = sync_text(sync)
+        parts = [what, f"{seconds:.1f} s", *([placed] if placed else []), f"{available} credits left"]
+        return " \u00b7 ".join(parts)
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
     async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:

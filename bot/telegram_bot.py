@@ -34,6 +34,8 @@ from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
+from bot.telegram_buttons import add_button_handlers, keyboard
+from bot.telegram_sound import add_sound_handlers
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
 from bot.telegram_moderation import TelegramModeration
 from config.settings import Settings
@@ -47,6 +49,7 @@ HANDLERS_KEY = "talkies"
 
 COMMANDS = [
     BotCommand("video", "Make a video with sound from a prompt"),
+    BotCommand("sound", "Reply to a video: give it music, ambience and timed sound effects"),
     BotCommand("credits", "Show your credits"),
     BotCommand("cancel", "Cancel your queued video"),
     BotCommand("grant", "Give credits (operators; group admins from the pool)"),
@@ -90,6 +93,8 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         f"credits to start, and everyone gets {settings.daily_grant} free credits with their "
         "first command each UTC day (from the day after signing up).\n\n"
         "/video <prompt> \u2013 make a video\n"
+        f"Send me a video (or reply /sound <prompt> to one) \u2013 I give it music, ambience "
+        f"and sound effects timed to the picture ({settings.sound_price} credits)\n"
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"
@@ -240,6 +245,18 @@ class TelegramHandlers:
         assert message is not None
         actor = await self.actor(update)
         status = await self.reply(message, "Got it: queueing your video\u2026")
+        await self.request_job(update, status, lambda delivery: self.service.request_video(
+            actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
+        ))
+
+    async def request_job(
+        self, update: Update, status: Message,
+        request: Callable[[dict[str, Any]], Awaitable[VideoAccepted]],
+    ) -> None:
+        """Ask the service for a job (``request(delivery)``), then show it queued and follow
+        it; a refusal settles the status message."""
+        message = update.effective_message
+        assert message is not None
         delivery = {
             "chat_id": message.chat_id,
             "status_message_id": status.message_id,
@@ -247,9 +264,7 @@ class TelegramHandlers:
             "thread_id": self.thread_of(message),
         }
         try:
-            accepted = await self.service.request_video(
-                actor, prompt, delivery=delivery, max_bytes=self.frontend.upload_limit
-            )
+            accepted = await request(delivery)
         except UserFacingError as exc:
             metrics.command(PLATFORM, "video", "refused")
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
@@ -431,6 +446,7 @@ def build_application(
         app.bot, upload_limit=upload_limit, edit_interval_s=edit_interval_s,
         upload_timeout_s=settings.delivery_request_timeout_s,
     )
+    frontend.markup_for = lambda job: keyboard(job, service)
     h = TelegramHandlers(settings, service, frontend)
     app.bot_data[HANDLERS_KEY] = h
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
@@ -445,6 +461,7 @@ def build_application(
         counted = None if name == "video" else name  # request_video counts its own outcome
         app.add_handler(CommandHandler(name, h.guarded(callback, counted),
                                        filters=private | groups))
+    add_sound_handlers(app, h)
     app.add_handler(MessageHandler(private & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))
@@ -455,6 +472,7 @@ def build_application(
                                    h.guarded(h.group_mention, admit=False)))
     app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                    h.guarded(h.not_text)))
+    add_button_handlers(app, h)
     app.add_handler(CallbackQueryHandler(h.callback))
     app.add_error_handler(h.on_error)
     return app

@@ -152,6 +152,8 @@ class TelegramFrontend:
     ) -> None:
         self.bot = bot
         self.upload_limit = upload_limit
+        # The buttons under a delivered clip (bot.telegram_buttons.keyboard), when wired.
+        self.markup_for: Callable[[Job], Any] | None = None
         self.upload_timeout_s = upload_timeout_s
         self.edit_interval_s = edit_interval_s
         self.max_flood_wait_s = max_flood_wait_s
@@ -255,6 +257,7 @@ class TelegramFrontend:
                 height=fitted.height,
                 supports_streaming=True,
                 caption=clip_text(caption, MAX_CAPTION_CHARS),
+                reply_markup=self.markup_for(job) if self.markup_for is not None else None,
                 reply_parameters=target.reply(),
                 message_thread_id=target.thread_id,
                 read_timeout=self.upload_timeout_s,

@@ -402,7 +402,7 @@ class JobWatcher:
             if first:
                 await self._show(job, Progress(job.id, "delivering"))
             balance = await self.service.credits.balance(job.user_id)
-            caption = self.service.caption(job, video.duration_s, balance.available)
+            caption = self.service.caption(job, video.duration_s, balance.available, video.sync)
             await self.frontend.deliver(job, video, caption)
             metrics.UPLOAD_BYTES.labels(self.frontend.platform).observe(video.size_bytes)
 

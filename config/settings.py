@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     # Credits
     video_price: int = Field(default=20, ge=0)
+    sound_price: int = Field(default=10, ge=0)  # /sound: a soundtrack for the user's own video
+    new_audio_price: int = Field(default=5, ge=0)  # the "New audio" button under a clip
     signup_grant: int = Field(default=200, ge=0)
     daily_grant: int = Field(default=100, ge=0)
     max_grant: int = Field(default=100_000, ge=1)
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
     job_timeout_s: int = Field(default=600, ge=5)
     max_queue_wait_s: int = Field(default=1800, ge=5)
     max_result_bytes: int = Field(default=60_000_000, ge=100_000)
+    # /sound uploads travel through Redis in the job payload: at most 20 MB (Telegram's
+    # getFile limit too; gpu_worker.protocol.MAX_SOUND_UPLOAD_BYTES).
+    sound_max_upload_bytes: int = Field(default=20_000_000, ge=100_000, le=20_000_000)
+    # What a delivered clip's buttons need (its MP4 and stems) is kept this long in Redis,
+    # all clips together at most clip_store_max_bytes (oldest dropped first).
+    clip_ttl_s: int = Field(default=24 * 3600, ge=60)
+    clip_store_max_bytes: int = Field(default=2_000_000_000, ge=1_000_000)
 
     # Delivery (bot side)
     delivery_deadline_s: float = Field(default=600.0, gt=0)  # finished -> uploaded, or refund

@@ -7,7 +7,10 @@
 - "cut":    the colour histogram changes a lot and stays changed (a scene change);
 - "impact": a moving thing changes velocity abruptly: it reverses on an axis (a ball
   bouncing off the floor) or stops dead. Its position is the centroid of the pixels that
-  differ from the still background (per-pixel median over time).
+  differ from the still background (per-pixel median over time), measured in the world
+  with the camera's own motion removed (:mod:`gpu_worker.camera_motion`), so a pan or a
+  shaking hand is not an event and an impact during one is still found. Each impact
+  carries its horizontal place in the frame (``x``), for panning its sound.
 
 Events are de-duplicated (minimum spacing; cuts and flashes win over impacts) and capped.
 Frames are uint8 (T, H, W, 3) RGB; large frames are block-averaged to at most 256 pixels.
@@ -19,6 +22,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from gpu_worker.camera_motion import camera_offsets, frame_background, world_background
 
 MAX_SIDE = 256  # analysis resolution
 NOISE_FLOOR = 0.02  # luma change (0..1) ignored as sensor/compression noise in motion energy
@@ -34,6 +39,7 @@ class VisualEvent:
     time: float  # seconds, frame / fps
     kind: str  # "impact", "flash" or "cut"
     strength: float  # 0..1
+    x: float | None = None  # horizontal position in the frame, 0 (left) .. 1 (right); None: whole frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,12 +86,13 @@ def analyze_frames(frames: np.ndarray, fps: float, *, max_events: int = 16,
     impacts = _impacts(luma, blocked)
 
     spacing = max(1, round(min_spacing * fps))
-    candidates = [(0, -s, t, "cut") for t, s in cuts] + [(0, -s, t, "flash") for t, s in flashes]
-    candidates += [(1, -s, t, "impact") for t, s in impacts]
+    candidates = [(0, -s, t, "cut", None) for t, s in cuts]
+    candidates += [(0, -s, t, "flash", None) for t, s in flashes]
+    candidates += [(1, -s, t, "impact", x) for t, s, x in impacts]
     kept: list[VisualEvent] = []
-    for _, neg_strength, t, kind in sorted(candidates):
+    for _, neg_strength, t, kind, x in sorted(candidates, key=lambda c: c[:4]):
         if len(kept) < max_events and all(abs(e.frame - t) >= spacing for e in kept):
-            kept.append(VisualEvent(t, t / fps, kind, -neg_strength))
+            kept.append(VisualEvent(t, t / fps, kind, -neg_strength, x))
 
     mean_color, warmth, hue = _colour(small)
     return VisualAnalysis(
@@ -143,28 +150,36 @@ def _flashes(brightness: np.ndarray, fps: float) -> tuple[list[tuple[int, float]
     return found, spans
 
 
-def _positions(luma: list[np.ndarray]) -> np.ndarray:
-    """(T, 2) centroid (y, x) of what differs from the still background; NaN when unclear.
+def _positions(luma: list[np.ndarray], blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where what moves in the world is: (T, 2) centroid (y, x) in world pixels (the camera's
+    own motion removed, :mod:`gpu_worker.camera_motion`) and (T,) its horizontal position in
+    the frame, 0 (left edge) .. 1 (right edge); NaN when unclear.
 
-    The background is the per-pixel median over (up to 64 of) the frames. A frame whose
-    foreground is tiny (nothing moves) or covers most of the picture (camera motion, a
-    different scene) has no position.
+    The background is the per-pixel median of the frames placed at their camera offsets. A
+    frame whose foreground is tiny (nothing moves) or covers most of the picture (a different
+    scene, or camera motion that could not be followed) has no position.
     """
-    step = max(1, len(luma) // 64)
-    background = np.median(np.stack(luma[::step]), axis=0)
+    offsets = camera_offsets(luma, blocked)
+    background, origin = world_background(luma, offsets)
     positions = np.full((len(luma), 2), np.nan)
+    across = np.full(len(luma), np.nan)
+    shape = luma[0].shape
     for t, y in enumerate(luma):
-        weight = np.abs(y - background)
-        weight[weight < PIXEL_THRESHOLD] = 0.0
+        seen = frame_background(background, origin, offsets[t], shape)
+        weight = np.abs(y - seen)
+        known = np.isfinite(weight)
+        weight[~known | (weight < PIXEL_THRESHOLD)] = 0.0
         area = np.count_nonzero(weight)
-        if 3 <= area <= 0.5 * weight.size:
+        if 3 <= area <= 0.5 * np.count_nonzero(known):
             ys, xs = np.nonzero(weight)
             w = weight[ys, xs]
-            positions[t] = np.average(ys, weights=w), np.average(xs, weights=w)
-    return positions
+            cy, cx = np.average(ys, weights=w), np.average(xs, weights=w)
+            positions[t] = cy + offsets[t][0], cx + offsets[t][1]
+            across[t] = cx / max(1, shape[1] - 1)
+    return positions, across
 
 
-def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, float]]:
+def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, float, float | None]]:
     """Frames where the foreground's velocity reverses on an axis or stops dead, sharply.
 
     The impact frame is the one where the object is at its turning point: velocity into
@@ -173,7 +188,7 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, flo
     n = len(luma)
     if n < 3:
         return []
-    p = _positions(luma)
+    p, across = _positions(luma, blocked)
     v = np.full((n, 2), np.nan)
     v[1:] = p[1:] - p[:-1]
     v[blocked] = np.nan  # velocities across a cut or a flash mean nothing
@@ -196,7 +211,8 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, flo
         speed_in, speed_out = np.linalg.norm(before), np.linalg.norm(after)
         stops = speed_in >= 2 * v_min and speed_out < 0.3 * speed_in
         if reverses or stops:
-            found.append((int(t), float(min(1.0, c / (0.1 * side)))))
+            x = float(across[t]) if np.isfinite(across[t]) else None
+            found.append((int(t), float(min(1.0, c / (0.1 * side))), x))
     return found
 
 

@@ -44,7 +44,7 @@ from gpu_worker.audio_types import SAMPLE_RATE, StepCallback
 from gpu_worker.cancellation import Cancellation
 from gpu_worker.mix import MixResult, mix
 from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
-from gpu_worker.placement import onset_near, place_sfx
+from gpu_worker.placement import onset_near, pan_of, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
 from gpu_worker.presets import (
     Preset,
@@ -444,12 +444,15 @@ def score_frames(
     on_progress: ProgressCallback | None = None,
     cancel: Cancellation | None = None,
     progress: _Progress | None = None,
+    encoder: Callable[..., EncodeInfo] = encode_mp4,
 ) -> ClipResult:
     """Sound for any frames: music and ambience (started now unless ``beds`` are running
     already) beside analysis -> timed SFX, then mix -> MP4.
 
     The SFX batch starts as soon as the events are known; it shares AudioGen with the ambience
-    and so follows it when both are due at once.
+    and so follows it when both are due at once. ``encoder`` writes the MP4 (``encode_mp4``'s
+    signature); ``/sound`` passes one that keeps the user's own video stream
+    (:mod:`gpu_worker.sound_job`).
     """
     timer = timer or _Timer()
     progress = progress or _Progress(on_progress, cancel)
@@ -473,7 +476,9 @@ def score_frames(
             clips = generate_sfx_batch(
                 models.sfx, [text for _, text in cues], SFX_SECONDS, seed + 2, report
             )
-            sfx_track = place_sfx(clips, [e.time for e in events], n) if clips else None
+            sfx_track = place_sfx(
+                clips, [e.time for e in events], n, pans=[pan_of(e.x) for e in events]
+            ) if clips else None
             progress.check("sfx")  # also when there was nothing to place
         music, ambience = beds.result()
     except BaseException:
@@ -493,7 +498,7 @@ def score_frames(
     progress("encode", 0.0, STAGE_START["encode"])
     encode_step = progress.check
     with timer.stage("encode"):
-        encoded = encode_mp4(
+        encoded = encoder(
             frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
             on_frame=lambda done, total: encode_step("encode"),
         )

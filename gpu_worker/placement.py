@@ -4,7 +4,8 @@ A generated SFX clip rarely starts with its hit: there is pre-roll (silence, noi
 wind-up). `attack_time` finds the onset of the attack from a short-window RMS envelope
 (first crossing of a fraction of the peak), `shape_sfx` trims the pre-roll and gives
 the clip a short fade-in and a decay so it is punchy, and `place_sfx` builds the SFX
-track: each clip is shifted so its detected attack sits on its event time.
+track: each clip is shifted so its detected attack sits on its event time, and panned
+(equal-power) to where its event is in the frame (`pan_of`, `pan_stereo`).
 Audio is float32 at SAMPLE_RATE, mono (n,) or stereo (2, n).
 """
 
@@ -18,6 +19,7 @@ from gpu_worker.audio_types import SAMPLE_RATE, to_mono, to_stereo
 
 ENVELOPE_WINDOW = 0.002  # seconds of RMS window for the attack envelope
 ATTACK_THRESHOLD = 0.25  # fraction of the envelope's peak (about -12 dB) that marks the attack
+PAN_WIDTH = 0.8  # how far towards a side an effect at the frame's edge is panned (1 = hard)
 
 
 def envelope(clip: np.ndarray, sr: int = SAMPLE_RATE, window: float = ENVELOPE_WINDOW) -> np.ndarray:
@@ -66,23 +68,46 @@ def shape_sfx(clip: np.ndarray, sr: int = SAMPLE_RATE, *, pre_roll: float = 0.00
     return y
 
 
+def pan_of(x: float | None) -> float:
+    """Stereo position (-1 left .. +1 right) for an event at horizontal place ``x`` (0..1 of
+    the frame; None: the whole frame, centred). Kept inside +-PAN_WIDTH: nothing hard-panned."""
+    if x is None or not np.isfinite(x):
+        return 0.0
+    return float(PAN_WIDTH * np.clip(2.0 * x - 1.0, -1.0, 1.0))
+
+
+def pan_stereo(clip: np.ndarray, pan: float) -> np.ndarray:
+    """The (mono-summed) clip placed at ``pan`` by the equal-power law: the left and right
+    gains are sqrt(2)·cos and sqrt(2)·sin of (pan + 1)·pi/4, so L² + R² is the same at every
+    position and a centred effect is exactly the mono clip on both channels."""
+    theta = (float(np.clip(pan, -1.0, 1.0)) + 1.0) * np.pi / 4
+    mono = to_mono(clip)
+    return (np.sqrt(2.0) * np.stack([np.cos(theta) * mono, np.sin(theta) * mono])).astype(np.float32)
+
+
 def place_sfx(clips: Sequence[np.ndarray], events_times: Sequence[float], length_samples: int,
               *, sr: int = SAMPLE_RATE, shape: bool = True,
-              gains: Sequence[float] | None = None) -> np.ndarray:
+              gains: Sequence[float] | None = None,
+              pans: Sequence[float] | None = None) -> np.ndarray:
     """SFX track of `length_samples`: clip i is shifted so its attack lands on events_times[i].
 
     Clips are shaped first (`shape_sfx`) unless shape=False. Pre-roll that would start
-    before 0 is cut off; events past the end are skipped. The track is mono if every clip
-    is mono, else stereo.
+    before 0 is cut off; events past the end are skipped. With ``pans`` (-1..+1 each, see
+    :func:`pan_stereo`) the track is stereo with clip i at pans[i]; without, it is mono if
+    every clip is mono, else stereo.
     """
     if len(clips) != len(events_times):
         raise ValueError(f"{len(clips)} clips but {len(events_times)} event times")
+    if pans is not None and len(pans) != len(clips):
+        raise ValueError(f"{len(clips)} clips but {len(pans)} pan positions")
     gains = [1.0] * len(clips) if gains is None else list(gains)
-    stereo = any(np.ndim(c) == 2 for c in clips)
+    stereo = pans is not None or any(np.ndim(c) == 2 for c in clips)
     track = np.zeros((2, length_samples) if stereo else length_samples, np.float32)
-    for clip, when, gain in zip(clips, events_times, gains):
+    for i, (clip, when, gain) in enumerate(zip(clips, events_times, gains)):
         c = shape_sfx(clip, sr) if shape else np.asarray(clip, np.float32)
-        if stereo:
+        if pans is not None:
+            c = pan_stereo(c, pans[i])
+        elif stereo:
             c = to_stereo(c)
         start = round(when * sr) - round(attack_time(c, sr) * sr)
         if start < 0:

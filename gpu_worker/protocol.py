@@ -20,6 +20,12 @@ from arq.connections import RedisSettings
 
 QUEUE_NAME = "talkies:queue"
 GENERATE_VIDEO = "generate_video"
+GENERATE_SOUND = "generate_sound"  # /sound: a user's own video in, the same video with sound out
+# The uploaded video travels inside the job payload (msgpack bytes in Redis), so its size is
+# bounded here: Telegram's getFile stops at 20 MB anyway, and a bot refuses larger uploads
+# before anything is queued. Redis holds one such payload per queued /sound job (jobs per
+# user and per server are capped), and arq deletes it once the job has run.
+MAX_SOUND_UPLOAD_BYTES = 20_000_000
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -37,6 +43,19 @@ FAILURES: dict[str, str] = {
                   "clip.",
     "unreadable_video": "That video can't be read.",
     "timeout": "Your video took too long to generate and was stopped.",
+    # a user's own video (/sound), refused before it is decoded; see gpu_worker.video_input
+    "not_a_video": "That file is not a video I can read (send an MP4, MOV, MKV or WebM).",
+    "video_no_frames": "That file has no picture in it (not one video frame).",
+    "video_truncated": "That video is cut short (the file is incomplete): send the whole file.",
+    "video_too_long": "That video is {seconds:.1f} s long; the limit is {max_seconds:g} s. It "
+                      "was not cut: trim it and send it again.",
+    "video_too_large": "That video is {size_mb:.1f} MB; the most I can take is {max_mb:.0f} MB.",
+    "video_dimensions": "That video is {width:g}x{height:g} pixels; the largest I take is "
+                        "4096x2304.",
+    "video_frame_rate": "That video's frame rate ({fps:g} fps) is outside what I take (up to "
+                        "120 fps).",
+    "clip_gone": "That clip is no longer kept, so it can't get new audio. Make a new one.",
+    "video_frame_count": "That video holds more frames than its length allows ({frames:g}).",
 }
 GENERIC_FAILURE = "Something went wrong while making your video."
 TIMEOUT_ERRORS = ("TimeoutError", "CancelledError")

@@ -27,10 +27,12 @@ class JobQueue:
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
 
-    async def enqueue(self, job_id: str, payload: dict[str, Any]) -> bool:
-        """Queue a video job under its own id; False when arq already holds that id."""
+    async def enqueue(
+        self, job_id: str, payload: dict[str, Any], function: str = GENERATE_VIDEO
+    ) -> bool:
+        """Queue a job of ``function`` under its own id; False when arq already holds that id."""
         job = await self.redis.enqueue_job(
-            GENERATE_VIDEO, payload, _job_id=job_id, _queue_name=QUEUE_NAME
+            function, payload, _job_id=job_id, _queue_name=QUEUE_NAME
         )
         return job is not None
 

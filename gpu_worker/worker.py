@@ -34,11 +34,11 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from arq import ArqRedis
 from arq.connections import RedisSettings
@@ -56,10 +56,13 @@ from bot import metrics
 from bot.logs import setup_logging
 from gpu_worker import observe, stage_hold
 from gpu_worker.cancellation import Cancellation, JobCancelled
+from gpu_worker.clip_store import StoreLimits, keep_clip, read_clip
 from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
 from gpu_worker.progress import ProgressPublisher
 from gpu_worker.protocol import (
+    GENERATE_SOUND,
     GENERATE_VIDEO,
+    MAX_SOUND_UPLOAD_BYTES,
     QUEUE_NAME,
     UserError,
     deserialize,
@@ -68,6 +71,7 @@ from gpu_worker.protocol import (
 )
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 REDIS_RETRIES = 30  # about 0.2 + 0.4 + 0.8 + 27 x 1 s
 # While a stopped job's pipeline winds down, arq's in-progress key is pushed this far ahead,
 # this often: a worker that dies meanwhile frees the job within STOPPING_KEY_TTL_S.
@@ -153,6 +157,57 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
+    with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
+        output = Path(tmp) / "clip.mp4"
+        publish, result = await _run_pipeline(
+            ctx, job_id,
+            lambda progress, cancel: generate_clip(ctx["models"], request, output, progress, cancel),
+        )
+        mp4 = output.read_bytes()
+    return await _finished(ctx, job_id, publish, mp4, result)
+
+
+async def generate_sound(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """``/sound``: the user's video (bytes in the payload) with a new soundtrack; the result
+    is shaped as :func:`generate_video`'s."""
+    from gpu_worker.sound_job import SoundRequest, make_sound
+    from gpu_worker.video_input import VideoLimits, too_large
+
+    job_id = str(ctx.get("job_id") or payload.get("job_id"))
+    limit = min(MAX_SOUND_UPLOAD_BYTES, SETTINGS.sound_max_upload_bytes)
+    video = payload.get("video")
+    if video is None and isinstance(payload.get("source_job"), str):  # "New audio"
+        video = await read_clip(ctx["redis"], payload["source_job"], limit)
+        if video is None:
+            raise JobRejected("That clip is no longer kept.", code="clip_gone")
+    try:
+        if not isinstance(video, bytes):
+            raise TypeError("no video bytes")
+        prompt, seed = str(payload.get("prompt") or ""), int(payload["seed"])
+        max_bytes = int(payload["max_bytes"]) if payload.get("max_bytes") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
+    if len(video) > limit:
+        raise too_large(len(video), limit)
+    limits = VideoLimits(max_seconds=SETTINGS.max_clip_seconds, max_bytes=limit)
+    with tempfile.TemporaryDirectory(prefix="talkies-sound-") as tmp:
+        source, output = Path(tmp) / "upload", Path(tmp) / "clip.mp4"
+        source.write_bytes(video)
+        del video  # the decoded frames need the memory more
+        payload.pop("video", None)
+        request = SoundRequest(source, prompt, seed, limits, max_bytes)
+        publish, sound = await _run_pipeline(
+            ctx, job_id,
+            lambda progress, cancel: make_sound(ctx["models"], request, output, progress, cancel),
+        )
+        mp4 = output.read_bytes()
+    return await _finished(ctx, job_id, publish, mp4, sound.clip)
+
+
+async def _run_pipeline(
+    ctx: dict[str, Any], job_id: str, run: Callable[[Any, Cancellation], R]
+) -> tuple[ProgressPublisher, R]:
+    """Run ``run(on_progress, cancel)`` in a thread; a cancelled job stops it (see below)."""
     publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop())
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
     held = stage_hold.hold_dir()
@@ -160,32 +215,35 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         publish if held is None else stage_hold.StageHold(held, job_id, publish)
     )
     cancel = Cancellation()
-    with tempfile.TemporaryDirectory(prefix="talkies-") as tmp:
-        output = Path(tmp) / "clip.mp4"
-        work = asyncio.ensure_future(
-            asyncio.to_thread(generate_clip, ctx["models"], request, output, on_progress, cancel)
+    work = asyncio.ensure_future(asyncio.to_thread(run, on_progress, cancel))
+    try:
+        return publish, await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # Timed out or shutting down. A thread can't be killed: tell the pipeline to stop
+        # at its next check and hold this job's slot (the GPU) and its in-progress key until
+        # it has, so neither this worker nor another runs anything beside its remains.
+        cancel.cancel()
+        log.warning("job %s (try %s) cancelled: stopping its pipeline", job_id, ctx.get("job_try", 1))
+        stopping = time.monotonic()
+        async with _holding_in_progress_key(ctx["redis"], job_id):
+            how = await _stopped(work)
+            await publish.flush()  # no progress report may land after the result
+        log.warning(
+            "job %s cancelled (try %s); its pipeline %s %.1f s later",
+            job_id, ctx.get("job_try", 1), how, time.monotonic() - stopping,
         )
-        try:
-            result = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # Timed out or shutting down. A thread can't be killed: tell the pipeline to stop
-            # at its next check and hold this job's slot (the GPU) and its in-progress key until
-            # it has, so neither this worker nor another runs anything beside its remains.
-            cancel.cancel()
-            log.warning("job %s (try %s) cancelled: stopping its pipeline", job_id, ctx.get("job_try", 1))
-            stopping = time.monotonic()
-            async with _holding_in_progress_key(ctx["redis"], job_id):
-                how = await _stopped(work)
-                await publish.flush()  # no progress report may land after the result
-            log.warning(
-                "job %s cancelled (try %s); its pipeline %s %.1f s later",
-                job_id, ctx.get("job_try", 1), how, time.monotonic() - stopping,
-            )
-            raise
-        mp4 = output.read_bytes()
+        raise
+
+
+async def _finished(
+    ctx: dict[str, Any], job_id: str, publish: ProgressPublisher, mp4: bytes, result: Any
+) -> dict[str, Any]:
+    """The job's result record, once its MP4 passed the size cap; what the clip's buttons
+    need is kept first (:mod:`gpu_worker.clip_store`)."""
     if len(mp4) > SETTINGS.max_result_bytes:
         raise JobRejected("The finished video is larger than this bot can deliver.",
                           code="result_too_large")
+    await _keep_for_buttons(ctx, job_id, mp4, result)
     await publish.publish("done", 100.0, "")
     return {
         "mp4": mp4,
@@ -195,6 +253,22 @@ async def generate_video(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         "timings": result.timings,
         "sync": result.sync,
     }
+
+
+async def _keep_for_buttons(ctx: dict[str, Any], job_id: str, mp4: bytes, result: Any) -> None:
+    """Keep the MP4 and its stems for New audio / Stems; a failure only loses the buttons."""
+    from gpu_worker.stem_files import stems_m4a
+
+    limits = StoreLimits(
+        ttl_s=SETTINGS.clip_ttl_s,
+        max_clip_bytes=min(MAX_SOUND_UPLOAD_BYTES, SETTINGS.sound_max_upload_bytes),
+        max_total_bytes=SETTINGS.clip_store_max_bytes,
+    )
+    try:
+        stems = await asyncio.to_thread(stems_m4a, result.mix.stems)
+        await keep_clip(ctx["redis"], job_id, mp4, stems, limits)
+    except Exception as exc:  # noqa: BLE001 - the clip is made; only its buttons suffer
+        log.warning("job %s: could not keep the clip for its buttons (%s)", job_id, exc)
 
 
 async def _stopped(work: asyncio.Future[Any]) -> str:
@@ -265,7 +339,8 @@ def worker_redis_settings(url: str) -> RedisSettings:
 class WorkerSettings:
     """arq settings, read from the environment when the worker starts."""
 
-    functions = [func(observe.observed(generate_video), name=GENERATE_VIDEO)]
+    functions = [func(observe.observed(generate_video), name=GENERATE_VIDEO),
+                 func(observe.observed(generate_sound), name=GENERATE_SOUND)]
     queue_name = QUEUE_NAME
     redis_settings = worker_redis_settings(SETTINGS.redis_url)
     job_serializer = staticmethod(serialize)

@@ -159,11 +159,14 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._saved: tuple[str, yarl.URL] | None = None
+        self.user_attachments: dict[str, bytes] = {}  # id -> bytes users attached to commands
+        self.attachment_downloads: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{id}/{name}", self._attachment_file)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -346,6 +349,7 @@ class FakeDiscord:
         permissions: int = 0,
         attachment_size_limit: int = DEFAULT_UPLOAD_LIMIT,
         resolved_users: list[dict[str, Any]] | None = None,
+        resolved_attachments: list[dict[str, Any]] | None = None,
         channel_id: int | None = None,
         dm_channel_id: int = 8101,
     ) -> InteractionRecord:
@@ -373,6 +377,8 @@ class FakeDiscord:
                               "deaf": False, "mute": False, "flags": 0, "permissions": "0"}
                     for u in resolved_users
                 }
+        if resolved_attachments:
+            data.setdefault("resolved", {})["attachments"] = {a["id"]: a for a in resolved_attachments}
         payload: dict[str, Any] = {
             "id": interaction_id, "application_id": str(self.application_id), "type": 2,
             "token": token, "version": 1, "data": data, "channel": channel,
@@ -399,6 +405,56 @@ class FakeDiscord:
         self.interactions[token] = record
         await self.dispatch("INTERACTION_CREATE", payload, shard_id=self.shard_of(guild_id))
         return record
+
+    async def press(
+        self, message: dict[str, Any], custom_id: str, *, user_id: int = 1001,
+        user_name: str = "alice", guild_id: int | None = 7001,
+        attachment_size_limit: int = DEFAULT_UPLOAD_LIMIT,
+    ) -> InteractionRecord:
+        """Dispatch an INTERACTION_CREATE for a button press on ``message``; returns its record."""
+        interaction_id = self.snowflake()
+        token = f"tok{interaction_id}"
+        user = self.user(user_id, user_name)
+        channel = {"id": message["channel_id"], "type": 0, "name": "general",
+                   "guild_id": str(guild_id)}
+        payload: dict[str, Any] = {
+            "id": interaction_id, "application_id": str(self.application_id), "type": 3,
+            "token": token, "version": 1, "data": {"custom_id": custom_id, "component_type": 2},
+            "message": message, "channel": channel, "channel_id": message["channel_id"],
+            "attachment_size_limit": attachment_size_limit,
+            "app_permissions": str(discord.Permissions.all().value), "locale": "en-US",
+            "entitlements": [], "authorizing_integration_owners": {"0": str(guild_id or 0)},
+            "context": 0, "guild_id": str(guild_id), "guild_locale": "en-US",
+            "member": {"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00+00:00",
+                       "deaf": False, "mute": False, "flags": 0, "permissions": "0",
+                       "nick": None, "avatar": None},
+        }
+        record = InteractionRecord(
+            id=interaction_id, token=token, channel_id=message["channel_id"],
+            guild_id=str(guild_id), user_id=str(user_id),
+            attachment_size_limit=attachment_size_limit,
+        )
+        self.interactions[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload, shard_id=self.shard_of(guild_id))
+        return record
+
+    def attachment(self, data: bytes, filename: str = "clip.mp4", *, size: int | None = None,
+                   content_type: str = "video/mp4") -> dict[str, Any]:
+        """A file a user attached to a command (pass it in ``resolved_attachments``; the option's
+        value is its ``id``); ``size`` overrides the announced size."""
+        attachment_id = self.snowflake()
+        self.user_attachments[attachment_id] = data
+        url = f"http://127.0.0.1:{self.port}/attachments/{attachment_id}/{filename}"
+        return {"id": attachment_id, "filename": filename, "size": len(data) if size is None else size,
+                "url": url, "proxy_url": url, "content_type": content_type}
+
+    async def _attachment_file(self, request: web.Request) -> web.Response:
+        attachment_id = request.match_info["id"]
+        if attachment_id not in self.user_attachments:
+            return web.Response(status=404)
+        self.attachment_downloads.append(attachment_id)
+        return web.Response(body=self.user_attachments[attachment_id],
+                            content_type="application/octet-stream")
 
     # -- gateway -----------------------------------------------------------------------------
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -675,6 +731,8 @@ class FakeDiscord:
             record.message["content"] = body["content"] or ""
         if "attachments" in body:
             record.message["attachments"] = self._attachments(r.files)
+        if "components" in body:
+            record.message["components"] = body["components"]
         return json_response(record.message)
 
     def _followup(self, token: str, r: Recorded) -> web.Response:

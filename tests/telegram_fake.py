@@ -27,6 +27,7 @@ STRING_FIELDS = frozenset({
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 UPLOAD_LIMIT = 50_000_000
+DOWNLOAD_LIMIT = 20_000_000  # getFile refuses bigger files ("file is too big")
 LONG_POLL_MAX_S = 1.0
 
 
@@ -150,6 +151,9 @@ class FakeBotAPI:
         self.calls: list[Call] = []
         self.sent: dict[tuple[int, int], SentMessage] = {}
         self.videos: list[SentVideo] = []
+        self.media_groups: list[list[tuple[dict[str, Any], bytes]]] = []  # (item, file) each
+        self.user_files: dict[str, bytes] = {}  # file_id -> bytes users sent (getFile serves them)
+        self.downloads: list[str] = []  # file paths the bot fetched
         self.commands: list[dict[str, Any]] | None = None
         self.members: dict[tuple[int, int], str] = {}
         self.rights: dict[tuple[int, int], dict[str, bool]] = {}
@@ -169,6 +173,7 @@ class FakeBotAPI:
         app = web.Application(client_max_size=256 * 2**20)
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -247,6 +252,14 @@ class FakeBotAPI:
         message = self._new_message(chat, user, **content)
         self._push({"message": message})
         return message
+
+    def user_file(self, data: bytes, *, size: int | None = None, **fields: Any) -> dict[str, Any]:
+        """A file a user sent (for ``push_content(video=...)``); ``size`` overrides the
+        announced ``file_size`` (a large file without the bytes)."""
+        file_id = f"userfile{len(self.user_files) + 1}"
+        self.user_files[file_id] = data
+        return {"file_id": file_id, "file_unique_id": f"uu{len(self.user_files)}",
+                "file_size": len(data) if size is None else size, **fields}
 
     def push_callback(self, chat: Chat, user: User, data: str, message_id: int) -> str:
         query_id = f"cq{next(self._update_ids)}"
@@ -516,6 +529,48 @@ class FakeBotAPI:
         message = self._new_message(self._chat(chat_id), self.me, reply_to=reply_to, **content)
         self.videos.append(SentVideo(chat_id, message["message_id"], data, params, filename))
         return message
+
+    def _api_sendMediaGroup(self, params: dict[str, Any], files: dict[str, tuple[bytes, str | None]]) -> list[dict[str, Any]]:
+        chat_id = int(params["chat_id"])
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise ApiError(400, "Bad Request: wrong number of media in the group")
+        kinds = {item.get("type") for item in media}
+        if len(kinds) != 1 or kinds - {"audio", "document", "photo", "video"}:
+            raise ApiError(400, "Bad Request: media of different kinds can't be mixed")
+        group, messages = [], []
+        for item in media:
+            ref = str(item.get("media", ""))
+            if not ref.startswith("attach://") or ref.removeprefix("attach://") not in files:
+                raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            data, filename = files[ref.removeprefix("attach://")]
+            group.append((item, data))
+            content = {item["type"]: {"file_id": f"media{len(self.media_groups)}-{len(group)}",
+                                      "file_unique_id": "m", "file_size": len(data),
+                                      "file_name": filename}}
+            messages.append(self._new_message(self._chat(chat_id), self.me,
+                                              reply_to=_reply_to(params), **content))
+        self.media_groups.append(group)
+        return messages
+
+    def _api_getFile(self, params: dict[str, Any], files: Any) -> dict[str, Any]:
+        file_id = str(params.get("file_id"))
+        if file_id not in self.user_files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        data = self.user_files[file_id]
+        if len(data) > DOWNLOAD_LIMIT:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_size": len(data),
+                "file_path": f"videos/{file_id}.mp4"}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        file_id = path.removeprefix("videos/").removesuffix(".mp4")
+        if request.match_info["token"] != self.token or file_id not in self.user_files:
+            return web.Response(status=404, text="Not Found")
+        self.downloads.append(path)
+        self._changed.set()
+        return web.Response(body=self.user_files[file_id], content_type="application/octet-stream")
 
     def _api_answerCallbackQuery(self, params: dict[str, Any], files: Any) -> bool:
         if not params.get("callback_query_id"):

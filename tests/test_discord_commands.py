@@ -72,10 +72,10 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         assert isinstance(bot.client, TalkiesClient)
         assert not isinstance(bot.client, ShardedTalkiesClient)
         commands = {c["name"]: c for c in fake.commands["global"]}
-        assert set(commands) == {"video", "credits", "grant", "pool", "cancel", "help", "ban",
-                                 "unban", "banlist", "audit", "stats"}
+        assert set(commands) == {"video", "sound", "credits", "grant", "pool", "cancel", "help",
+                                 "ban", "unban", "banlist", "audit", "stats"}
         assert all(c["description"] for c in commands.values())
-        assert len(bot.synced) == 11
+        assert len(bot.synced) == 12
 
         video = {o["name"]: o for o in commands["video"]["options"]}
         assert video["prompt"]["required"] and video["prompt"]["type"] == 3

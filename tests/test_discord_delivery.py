@@ -165,8 +165,9 @@ async def test_final_edit_carries_the_mp4_and_caption(
     assert upload.body["attachments"] == [{"id": 0, "filename": f"talkies-{job.id[:8]}.mp4"}]
     assert upload.files[0].field == "files[0]" and upload.files[0].data == mp4
     assert ffprobe(upload.files[0].data, tmp_path)["format"]["format_name"].startswith("mov,mp4")
-    # no buttons: the worker does not support re-roll / new audio yet
-    assert not upload.body.get("components")
+    # the clip's buttons (tests/test_clip_buttons_discord.py presses them)
+    [row] = upload.body["components"]
+    assert [b["custom_id"].split(":")[1] for b in row["components"]] == ["reroll", "newaudio", "stems"]
     # later progress reports for a delivered job change nothing
     before = len(fake.requests)
     await bot.frontend.show_progress(job, Progress(job.id, "running", stage="late"))

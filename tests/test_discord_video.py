@@ -147,12 +147,16 @@ async def test_video_end_to_end(
     assert retry.status == 200 and retry.content == limited[0].content
     assert retry.at - limited[0].at >= 0.4 * 0.95
 
-    # 3. the final edit: the MP4 attached, with prompt, length and credits left
+    # 3. the final edit: the MP4 attached, with prompt, length, the sync figure (when sound
+    # effects were placed) and credits left; the clip's buttons under it
     assert upload.body["attachments"] == [{"id": 0, "filename": f"talkies-{job.id[:8]}.mp4"}]
-    caption = re.fullmatch(rf"\u201c{re.escape(PROMPT)}\u201d \u00b7 (\d\.\d) s \u00b7 180 credits left",
-                           str(upload.content))
+    caption = re.fullmatch(
+        rf"\u201c{re.escape(PROMPT)}\u201d \u00b7 (\d\.\d) s \u00b7 "
+        r"(?:\d+ sound effects?, (?:each )?within \d+ ms of its frame \u00b7 )?180 credits left",
+        str(upload.content))
     assert caption, upload.content
-    assert not upload.body.get("components")  # no buttons the worker can't serve
+    [row] = upload.body["components"]
+    assert [b["custom_id"].split(":")[1] for b in row["components"]] == ["reroll", "newaudio", "stems"]
     [mp4] = upload.files
     probe = ffprobe(mp4.data, tmp_path)
     assert sorted(s["codec_name"] for s in probe["streams"]) == ["aac", "h264"]

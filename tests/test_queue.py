@@ -54,8 +54,11 @@ TIMED_OUT = "Your video took too long to generate and was stopped. You were not 
 
 
 def is_worker_state(key: str) -> bool:
-    """The workers' own records (health, announced limits), which they rewrite by themselves."""
-    return key == HEALTH_KEY or key.startswith(WORKER_KEY_PREFIX)
+    """The workers' own records (health, announced limits), which they rewrite by themselves,
+    and what a clip's buttons need, kept on purpose until it expires (gpu_worker.clip_store)."""
+    return (key == HEALTH_KEY or key.startswith(WORKER_KEY_PREFIX)
+            or key.startswith(("talkies:clip:", "talkies:stems:"))
+            or key in ("talkies:clips", "talkies:clip-bytes"))
 
 
 # -- the stand-in chat platform -----------------------------------------------------------------

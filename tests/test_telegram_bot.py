@@ -116,8 +116,8 @@ async def test_start_sets_the_command_menu_and_signs_up(
 ) -> None:
     assert api.commands is not None
     names = [c["command"] for c in api.commands]
-    assert sorted(names) == sorted(["start", "video", "credits", "grant", "pool", "cancel", "help",
-                                    "ban", "unban", "banlist", "audit"])
+    assert sorted(names) == sorted(["start", "video", "sound", "credits", "grant", "pool", "cancel",
+                                    "help", "ban", "unban", "banlist", "audit"])
     assert names == [c.command for c in COMMANDS]
 
     reply = await say(api, Chat.private(ALICE), ALICE, "/start")
@@ -450,7 +450,9 @@ async def test_upload_waits_out_flood_control_and_reports_refusals(
     refused, accepted = api.calls_of("sendVideo")
     assert refused.error == 429 and accepted.error is None
     assert accepted.at - refused.at >= 1.0 - 0.05
-    assert len(api.videos) == 1 and "reply_markup" not in accepted.params  # no dead buttons
+    assert len(api.videos) == 1
+    [row] = accepted.params["reply_markup"]["inline_keyboard"]  # the clip's buttons
+    assert [b["callback_data"].split(":")[1] for b in row] == ["reroll", "newaudio", "stems"]
 
     api.fail("sendVideo", code=403, description="Forbidden: bot was blocked by the user")
     with pytest.raises(DeliveryError, match="can no longer post"):

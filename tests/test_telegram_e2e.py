@@ -109,7 +109,7 @@ async def test_private_message_end_to_end(
     assert video.chat_id == chat.id
     assert video.params["reply_parameters"]["message_id"] == message["message_id"]
     assert video.params["supports_streaming"] is True
-    assert "reply_markup" not in video.params  # no Re-roll/New audio until workers support them
+    assert "reply_markup" in video.params  # Re-roll, New audio, Stems (tests/test_clip_buttons_telegram.py)
     assert PROMPT in video.params["caption"] and "180 credits left" in video.params["caption"]
     probe = ffprobe(video.data, tmp_path)
     streams = {s["codec_type"]: s for s in probe["streams"]}  # type: ignore[index]
