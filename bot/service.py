@@ -317,35 +317,9 @@ class Service:
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         await self.check_prompt(actor, text)
         clip_seconds = await self._seconds(seconds)
-        clip_seed = self._seed(seed)
-        delivery = check_delivery(delivery, max_bytes)
-        account = await self._account(actor)
-        job_id = uuid.uuid4().hex
-        cost = self.settings.video_price
-        params = {"seconds": clip_seconds, "seed": clip_seed, "max_bytes": max_bytes}
-        try:
-            await self.jobs.create(
-                NewJob(
-                    id=job_id, user_id=account.id, platform=actor.platform, kind="video",
-                    prompt=text, cost=cost, server_id=actor.server_id, params=params,
-                    delivery=delivery or {},
-                ),
-                max_per_user=self.settings.max_jobs_per_user,
-                max_per_server=self.settings.max_jobs_per_server,
-            )
-        except InsufficientCredits as exc:
-            message = await self._no_credits_message(exc, actor, account.signup_withheld)
-            raise UserFacingError("no_credits", message) from None
-        except TooManyJobs as exc:
-            message = self._too_many_jobs_message(exc, self.place_word(actor))
-            raise UserFacingError("too_many_jobs", message) from None
-
-        position = await self._enqueue(job_id, text, params)
-        balance = await self.credits.balance(account.id)
-        return VideoAccepted(
-            job_id=job_id, prompt=text, seconds=clip_seconds, seed=clip_seed, cost=cost,
-            available_after=balance.available, queue_position=position,
-            signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
+        return await self._submit(
+            actor, "video", text, clip_seconds, cost=self.settings.video_price, seed=seed,
+            delivery=delivery, max_bytes=max_bytes,
         )
 
     async def request_sound(
@@ -386,17 +360,37 @@ class Service:
         await self.admit(actor)
         if prompt:
             await self.check_prompt(actor, prompt)
+        return await self._submit(
+            actor, "sound", prompt, seconds, cost=cost, seed=seed, delivery=delivery,
+            max_bytes=max_bytes, extra=extra,
+        )
+
+    async def _submit(
+        self,
+        actor: Actor,
+        kind: str,
+        prompt: str,
+        seconds: float,
+        *,
+        cost: int,
+        seed: int | None,
+        delivery: dict[str, Any] | None,
+        max_bytes: int | None,
+        extra: dict[str, Any] | None = None,
+    ) -> VideoAccepted:
+        """Reserve ``cost``, record the job (one transaction, with the in-flight limits) and
+        enqueue it under its own id; shared by /video and /sound."""
         clip_seed = self._seed(seed)
         delivery = check_delivery(delivery, max_bytes)
         account = await self._account(actor)
         job_id = uuid.uuid4().hex
-        params = {"seconds": seconds, "seed": clip_seed, "max_bytes": max_bytes}
-        if "source_job" in extra:
+        params: dict[str, Any] = {"seconds": seconds, "seed": clip_seed, "max_bytes": max_bytes}
+        if extra and "source_job" in extra:
             params["source_job"] = extra["source_job"]
         try:
             await self.jobs.create(
                 NewJob(
-                    id=job_id, user_id=account.id, platform=actor.platform, kind="sound",
+                    id=job_id, user_id=account.id, platform=actor.platform, kind=kind,
                     prompt=prompt, cost=cost, server_id=actor.server_id, params=params,
                     delivery=delivery or {},
                 ),
@@ -410,7 +404,7 @@ class Service:
             message = self._too_many_jobs_message(exc, self.place_word(actor))
             raise UserFacingError("too_many_jobs", message) from None
 
-        position = await self._enqueue(job_id, prompt, params, kind="sound", extra=extra)
+        position = await self._enqueue(job_id, prompt, params, kind=kind, extra=extra)
         balance = await self.credits.balance(account.id)
         return VideoAccepted(
             job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
