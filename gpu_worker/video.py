@@ -277,10 +277,8 @@ def build_tiny_ltx_pipeline() -> Any:
                        transformer=transformer)
 
 
-def build_tiny_t5_tokenizer() -> Any:
-    """A T5 (Unigram) tokenizer made from TINY_WORDS and TINY_CHARS, no files needed."""
-    from transformers import T5Tokenizer
-
+def tiny_vocabulary() -> dict[str, float]:
+    """Unigram pieces and scores: T5's special pieces, TINY_WORDS, then TINY_CHARS."""
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [("\u2581" + word, -3.0) for word in TINY_WORDS]
     vocab += [(char, -6.0) for char in TINY_CHARS]
@@ -288,4 +286,11 @@ def build_tiny_t5_tokenizer() -> Any:
     unique: dict[str, float] = {}
     for piece, score in vocab:
         unique.setdefault(piece, score)  # "\u2581a" is both a word and a character
-    return T5Tokenizer(vocab=list(unique.items()), extra_ids=0)
+    return unique
+
+
+def build_tiny_t5_tokenizer() -> Any:
+    """A T5 (Unigram) tokenizer made from TINY_WORDS and TINY_CHARS, no files needed."""
+    from transformers import T5Tokenizer
+
+    return T5Tokenizer(vocab=list(tiny_vocabulary().items()), extra_ids=0)

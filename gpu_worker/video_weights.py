@@ -163,15 +163,9 @@ def build_tokenizer(entry: dict[str, Any]) -> Any:
     """
     from transformers import T5Tokenizer
 
-    from gpu_worker.video import TINY_CHARS, TINY_WORDS
+    from gpu_worker.video import tiny_vocabulary
 
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    vocab += [("\u2581" + word, -3.0) for word in TINY_WORDS]
-    vocab += [(char, -6.0) for char in TINY_CHARS]
-    vocab += [("\u2581" + char, -5.0) for char in TINY_CHARS]
-    unique: dict[str, float] = {}
-    for piece, score in vocab:
-        unique.setdefault(piece, score)
+    unique = tiny_vocabulary()
     filler = 0
     while len(unique) < entry["pieces"]:
         unique[f"\u2581\u27e8{filler}\u27e9"] = -30.0
