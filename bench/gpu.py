@@ -80,7 +80,9 @@ class StageClock:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=DEFAULT_GPU_PRESET)
+    parser.add_argument("--preset", default=DEFAULT_GPU_PRESET,
+                        help="one preset, or several separated by commas to compare them side "
+                             "by side in one run (e.g. ltx,ltx-distilled: the old default and the new)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--weights", default="random", choices=["hub", "random", "shallow"])
@@ -95,8 +97,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available here (use --device cpu --weights shallow)")
+    presets = [name.strip() for name in args.preset.split(",") if name.strip()]
+    reports = [bench_one(args, name, device) for name in presets]
+    if len(reports) > 1:
+        _print_comparison(reports)
+    return reports[-1]
+
+
+def bench_one(args: argparse.Namespace, preset: str, device: torch.device) -> dict[str, Any]:
+    """Build (or load) one preset, warm it up, time one clip; prints its table and JSON line."""
     start = time.perf_counter()
-    models = load_models(args.preset, str(device), args.cache_dir or default_cache_dir(),
+    models = load_models(preset, str(device), args.cache_dir or default_cache_dir(),
                          weights=args.weights, offload=args.offload,
                          size=parse_size(args.size) if args.size else None, steps=args.steps)
     load_s = time.perf_counter() - start
@@ -122,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             for stage, span in result.timeline.items()}
     _print_table(report)
     print(json.dumps(report, sort_keys=True))
+    del models, pipe, clock  # the next preset gets the memory
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return report
 
 
@@ -150,7 +164,11 @@ def _report(args: argparse.Namespace, models: Models, timings: dict[str, float],
                 "gpu": torch.cuda.get_device_name(device)}
     else:
         peak = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    audio_chain = max(stages["music"], stages["ambience"] + stages["sfx"])
+    chain = max(timings["video"], audio_chain)
     return {
+        "overlap_ratio": round(timings["total"] / chain, 3) if chain > 0 else None,
+        "mix_encode_share": round((stages["mix"] + stages["encode"]) / timings["total"], 4),
         "bench": "gpu", "preset": preset.name, "weights": args.weights, "device": str(device),
         "compile": args.compile, "offload": resolve_offload(args.offload, models.device), "size": f"{preset.width}x{preset.height}",
         "frames": frames, "fps": preset.fps, "steps": preset.steps, "clip_seconds": round(clip_seconds, 3),
@@ -164,6 +182,22 @@ def _report(args: argparse.Namespace, models: Models, timings: dict[str, float],
     }
 
 
+def _print_comparison(reports: list[dict[str, Any]]) -> None:
+    """The presets side by side: end to end, overlap, mix + encode share, peak memory."""
+    memory = "peak_gpu_allocated_gb" if "peak_gpu_allocated_gb" in reports[0] else "peak_rss_gb"
+    rows = [("end to end (s)", "end_to_end_s"), ("video (s)", "video_s"),
+            ("overlap ratio", "overlap_ratio"), ("mix+encode share", "mix_encode_share"),
+            (memory.replace("_", " "), memory)]
+    print("\n" + f"{'':<20}" + "".join(f"{r['preset']:>16}" for r in reports))
+    for label, key in rows:
+        print(f"{label:<20}" + "".join(f"{r.get(key)!s:>16}" for r in reports))
+    for name in ("music", "ambience", "sfx"):
+        print(f"{name + ' tok/s':<20}" + "".join(
+            f"{r['audio_tokens_per_s'][name]!s:>16}" for r in reports))
+    print(json.dumps({"bench": "gpu-compare", "presets": [r["preset"] for r in reports],
+                      **{key: [r.get(key) for r in reports] for _, key in rows}}, sort_keys=True))
+
+
 def _print_table(report: dict[str, Any]) -> None:
     print(f"preset {report['preset']} ({report['weights']} weights) on {report['device']}: "
           f"{report['size']}, {report['frames']} frames at {report['fps']} fps ({report['clip_seconds']} s), "
@@ -173,6 +207,8 @@ def _print_table(report: dict[str, Any]) -> None:
     for name, seconds in report["stages_s"].items():
         print(f"{name:<14}{seconds:>10.3f}")
     print(f"{'end to end':<14}{report['end_to_end_s']:>10.3f}")
+    print(f"overlap ratio {report['overlap_ratio']} (end to end / max(video, audio chain)); "
+          f"mix + encode {report['mix_encode_share']:.1%} of end to end")
     for name, rate in report["audio_tokens_per_s"].items():
         print(f"{name + ' tok/s':<14}{rate if rate is not None else '-':>10}")
     memory = [f"{k} {v}" for k, v in report.items() if k.startswith("peak_")]

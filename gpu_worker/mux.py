@@ -14,6 +14,7 @@ threads, `fflags=+bitexact` (no encoder tag, no creation time).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import tempfile
@@ -28,6 +29,7 @@ import soundfile
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, to_stereo
 from gpu_worker.protocol import UserError
 
+log = logging.getLogger(__name__)
 AAC_FRAME = 1024  # samples per AAC frame
 VIDEO_THREADS = 2  # fixed, so the bytes don't depend on the machine's core count.
 # x264's bitrate mode with frame threads is not deterministic (seen here), so it gets one.
@@ -70,6 +72,7 @@ class EncodeInfo:
     video_bitrate: int | None  # bits/s when fitted to a budget or asked for
     audio_bitrate: int
     attempts: int  # encodes it took to fit max_bytes
+    video_codec: str = "libx264"  # the encoder that wrote the picture (h264_nvenc on GPU hosts)
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,14 @@ class _Settings:
 def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | None,
                path: str | os.PathLike[str], *, max_bytes: int | None = None, crf: int = 23,
                video_bitrate: int | None = None, audio_bitrate: int = 128_000,
-               preset: str = "medium", on_frame: StepCallback | None = None) -> EncodeInfo:
+               preset: str = "medium", on_frame: StepCallback | None = None,
+               video_codec: str = "libx264") -> EncodeInfo:
     """Write frames (T, H, W, 3) uint8 RGB and 48 kHz audio to an MP4 at `path`.
 
     ``on_frame(done, total)`` is called after each video frame of each attempt; an exception it
-    raises stops the encode and leaves nothing at `path`.
+    raises stops the encode and leaves nothing at `path`. ``video_codec`` ``h264_nvenc`` encodes
+    on an NVIDIA GPU; where that can't open (no GPU, no driver, a build without it) the encode
+    falls back to libx264 with ``preset``, once, and says so in the log and ``video_codec``.
     """
     video = _even(np.asarray(frames))
     if not fps > 0:
@@ -97,9 +103,17 @@ def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | No
     target = Path(path)
     tmp = _temp_file(target)
     settings = _Settings(None if video_bitrate else crf, video_bitrate, audio_bitrate)
+    codec = video_codec if video_codec in av.codecs_available else "libx264"
     try:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            _write(tmp, video, fps, audio, settings, preset, on_frame)
+            try:
+                _write(tmp, video, fps, audio, settings, preset, on_frame, codec)
+            except av.FFmpegError as exc:
+                if codec == "libx264":
+                    raise
+                log.warning("%s is not usable here (%s); encoding with libx264", codec, exc)
+                codec = "libx264"
+                _write(tmp, video, fps, audio, settings, preset, on_frame, codec)
             size = tmp.stat().st_size
             if max_bytes is None or size <= max_bytes:
                 os.replace(tmp, target)
@@ -107,7 +121,7 @@ def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | No
                     path=target, size_bytes=size, width=video.shape[2], height=video.shape[1],
                     n_frames=n_frames, fps=float(fps), duration=n_frames / fps, audio_samples=samples,
                     crf=settings.crf, video_bitrate=settings.video_bitrate,
-                    audio_bitrate=settings.audio_bitrate, attempts=attempt,
+                    audio_bitrate=settings.audio_bitrate, attempts=attempt, video_codec=codec,
                 )
             settings = _smaller(settings, size, max_bytes, n_frames / fps)
         raise SizeLimitError(_too_big(max_bytes, size), params={"max_mb": max_bytes / 1e6})
@@ -151,16 +165,21 @@ def _path_error(target: Path, exc: OSError) -> OutputPathError:
 
 
 def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Settings, preset: str,
-           on_frame: StepCallback | None = None) -> None:
+           on_frame: StepCallback | None = None, codec: str = "libx264") -> None:
     options = {"movflags": "+faststart", "fflags": "+bitexact"}
     with av.open(str(tmp), mode="w", format="mp4", options=options) as out:
-        vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        vs = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
-        vs.codec_context.thread_count = VIDEO_THREADS if s.video_bitrate is None else 1
-        opts = {"preset": preset}
-        if s.video_bitrate is None:
-            opts["crf"] = str(s.crf)
-        else:  # average bitrate with a VBV cap, so the size follows the budget
+        if codec == "libx264":
+            vs.codec_context.thread_count = VIDEO_THREADS if s.video_bitrate is None else 1
+            opts = {"preset": preset}
+            if s.video_bitrate is None:
+                opts["crf"] = str(s.crf)
+        else:  # NVENC: constant quality through VBR with a CQ level, or the bitrate below
+            opts = {"preset": "p4", "rc": "vbr"}
+            if s.video_bitrate is None:
+                opts["cq"] = str(s.crf)
+        if s.video_bitrate is not None:  # average bitrate with a VBV cap: size follows budget
             vs.bit_rate = s.video_bitrate
             opts.update(maxrate=str(s.video_bitrate), bufsize=str(2 * s.video_bitrate))
         vs.codec_context.options = opts

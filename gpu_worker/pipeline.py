@@ -156,6 +156,11 @@ class ClipResult:
         }
 
 
+def video_codec_for(device: str) -> str:
+    """NVENC on a CUDA host (``encode_mp4`` falls back to libx264 where it can't open)."""
+    return "h264_nvenc" if torch.device(device).type == "cuda" else "libx264"
+
+
 def pick_device(device: str | None = None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -501,6 +506,7 @@ def score_frames(
         encoded = encoder(
             frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
             on_frame=lambda done, total: encode_step("encode"),
+            video_codec=video_codec_for(models.device),
         )
         if stems_dir is not None:
             write_stems(stems_dir, mixed.stems)

@@ -76,6 +76,7 @@ class KeepVideoEncoder:
         self, frames: np.ndarray, fps: float, audio: np.ndarray | None,
         output: str | os.PathLike[str], *, max_bytes: int | None = None,
         preset: str = "veryfast", on_frame: StepCallback | None = None,
+        video_codec: str = "libx264",
     ) -> EncodeInfo:
         if audio is not None and self.keep_original_audio:
             audio = with_original_audio(audio, self.source)
@@ -86,7 +87,7 @@ class KeepVideoEncoder:
                 return info
         self.copied = False
         return encode_mp4(frames, fps, audio, output, max_bytes=max_bytes, preset=preset,
-                          on_frame=on_frame)
+                          on_frame=on_frame, video_codec=video_codec)
 
 
 def check_output(output: Path) -> None:

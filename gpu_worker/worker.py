@@ -115,12 +115,14 @@ async def startup(ctx: dict[str, Any]) -> None:
 
     # warm_up: one-time kernel set-up (CUDA, CPU convolutions) happens here, not in the first
     # user's job, where it would count against TALKIES_JOB_TIMEOUT_S.
+    started = time.monotonic()
     ctx["models"] = await asyncio.to_thread(
         load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True,
         weights=SETTINGS.weights, offload=SETTINGS.offload,
     )
     preset = ctx["models"].preset
-    log.info("models loaded: preset %s on %s", preset.name, ctx["models"].device)
+    log.info("models loaded: preset %s on %s, loaded and warmed up in %.1f s", preset.name,
+             ctx["models"].device, time.monotonic() - started)
     if preset.max_seconds < SETTINGS.max_clip_seconds:
         log.warning(
             "preset %r makes clips of at most %.2f s, less than TALKIES_MAX_CLIP_SECONDS=%g: "

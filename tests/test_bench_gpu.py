@@ -25,13 +25,18 @@ def test_bench_gpu_prints_a_table_and_one_json_line(tiny_model_cache: Path, tmp_
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "gpu.py"), "--device", "cpu", "--weights", "shallow",
-         "--preset", "tiny", "--seconds", "1", "--size", "64x64", "--steps", "2",
+         "--preset", "tiny,tiny", "--seconds", "1", "--size", "64x64", "--steps", "2",
          "--cache-dir", str(tiny_model_cache)],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    report = json.loads(lines[-1])
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    *reports, compare = records
+    assert len(reports) == 2 and compare["bench"] == "gpu-compare"  # side by side, one run
+    assert compare["presets"] == ["tiny", "tiny"]
+    assert compare["end_to_end_s"] == [r["end_to_end_s"] for r in reports]
+    report = reports[-1]
     assert report["bench"] == "gpu" and report["preset"] == "tiny" and report["device"] == "cpu"
     assert report["size"] == "64x64" and report["frames"] == 9 and report["steps"] == 2
     assert set(report["stages_s"]) == STAGES
@@ -42,7 +47,9 @@ def test_bench_gpu_prints_a_table_and_one_json_line(tiny_model_cache: Path, tmp_
     assert report["end_to_end_s"] >= report["video_s"]
     assert report["audio_tokens_per_s"]["music"] > 0
     assert report["peak_rss_gb"] > 0 and report["offload"] == "none"
-    table = "\n".join(lines[:-1])
+    assert report["overlap_ratio"] > 0 and 0 < report["mix_encode_share"] < 1
+    assert set(report["timeline_s"]) >= {"video", "music", "ambience", "sfx", "mix", "encode"}
+    table = "\n".join(line for line in lines if not line.startswith("{"))
     for stage in STAGES:
         assert stage in table
-    assert "end to end" in table
+    assert "end to end" in table and "overlap ratio" in table

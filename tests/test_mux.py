@@ -196,3 +196,17 @@ def test_fit_mp4_re_encodes_only_what_is_too_large(tmp_path: Path) -> None:
     audio = decode_audio(out)
     assert audio is not None and audio.shape[0] == 2
     assert abs(audio.shape[1] - tone.shape[1]) <= 1024 and np.abs(audio).max() > 0.1
+
+
+def test_nvenc_falls_back_to_libx264_where_it_cannot_open(tmp_path: Path) -> None:
+    """A GPU host asks for h264_nvenc; without a usable NVIDIA GPU (as on this machine, or
+    in a PyAV build without it) the same call still writes a valid H.264 MP4, with libx264."""
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+    frames[:, 16:48, 16:48] = 200
+    info = encode_mp4(frames, 8.0, None, tmp_path / "gpu.mp4", video_codec="h264_nvenc",
+                      preset="veryfast")
+    assert info.video_codec == "libx264" and info.attempts == 1
+    [video] = [s for s in ffprobe(tmp_path / "gpu.mp4", tmp_path)["streams"]
+               if s["codec_type"] == "video"]
+    assert video["codec_name"] == "h264" and int(video["nb_frames"]) == 8
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu.mp4"]  # no partial file left
