@@ -68,11 +68,7 @@ def register_moderation_commands(tree: app_commands.CommandTree, bot: "DiscordBo
         if done.new:
             await tell_banned(bot, user.id, banned_notice(interaction, done.everywhere, reason))
         text = f"{user.mention} is {'now ' if done.new else 'still '}banned {where}: {reason}."
-        if done.cancelled:
-            text += f" Cancelled and refunded {len(done.cancelled)} queued video(s)."
-        if done.still_running:
-            text += f" {done.still_running} video(s) already being made will finish."
-        await answer(interaction, text)
+        await answer(interaction, text + done.jobs_text)
 
     @tree.command(name="unban", description="Lift a ban (server admins: this server's)")
     @app_commands.describe(

@@ -854,3 +854,13 @@ class BanDone:
     new: bool  # False: they were banned there already (the reason is updated)
     cancelled: list[Job]  # their queued jobs, cancelled and refunded
     still_running: int  # jobs a worker had started: they run to their end
+
+    @property
+    def jobs_text(self) -> str:
+        """What the ban did to their videos, for the admin's answer ("" when nothing)."""
+        text = ""
+        if self.cancelled:
+            text += f" Cancelled and refunded {len(self.cancelled)} queued video(s)."
+        if self.still_running:
+            text += f" {self.still_running} video(s) already being made will finish."
+        return text

@@ -63,11 +63,7 @@ class TelegramModeration:
         where = "everywhere" if done.everywhere else "in this group"
         why = " ".join(args)
         text = f"{name} is {'now ' if done.new else 'still '}banned {where}. Reason: {why}."
-        if done.cancelled:
-            text += f" Cancelled and refunded {len(done.cancelled)} queued video(s)."
-        if done.still_running:
-            text += f" {done.still_running} video(s) already being made will finish."
-        await self.h.reply(message, text)
+        await self.h.reply(message, text + done.jobs_text)
 
     async def unban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
