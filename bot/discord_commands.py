@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 MAX_CHOICES = 25
+STALE_COMMAND = (
+    "I don't have that command (any more): your Discord client shows an old command list. "
+    "Restart Discord (Ctrl+R) to refresh it; /help lists mine."
+)
 UNEXPECTED = (
     "Something went wrong on our side and nothing was charged. Please try again in a minute."
 )
@@ -289,11 +293,14 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = getattr(error, "original", error)
+        stale = (app_commands.CommandNotFound, app_commands.CommandSignatureMismatch)
         refused = isinstance(cause, UserFacingError) or isinstance(
-            error, (app_commands.CheckFailure, app_commands.TransformerError))
+            error, (app_commands.CheckFailure, app_commands.TransformerError, *stale))
         metrics.command("discord", command_name(interaction), "refused" if refused else "error")
         if isinstance(cause, UserFacingError):
             text = cause.user_message
+        elif isinstance(error, stale):  # a command from an older sync the client still shows
+            text = STALE_COMMAND
         elif isinstance(error, (app_commands.CheckFailure, app_commands.TransformerError)):
             text = str(error)
         else:

@@ -404,8 +404,17 @@ class TelegramHandlers:
         await query.answer("This button is no longer available.")
 
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        assert update.effective_message is not None
-        await self.reply(update.effective_message, "I don't know that command; /help lists mine.")
+        """A command none of the handlers took: in a private chat always ours to answer; in a
+        group only when addressed to this bot by name (``/cmd@talkies_bot``), since a plain
+        ``/cmd`` there may belong to another bot."""
+        message = update.effective_message
+        assert message is not None
+        if message.chat.type != ChatType.PRIVATE:
+            command = message.parse_entity(message.entities[0]) if message.entities else ""
+            _, _, addressee = command.partition("@")
+            if addressee.lower() != (context.bot.username or "").lower():
+                return
+        await self.reply(message, "I don't know that command; /help lists mine.")
 
     async def not_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
@@ -462,7 +471,7 @@ def build_application(
         app.add_handler(CommandHandler(name, h.guarded(callback, counted),
                                        filters=private | groups))
     add_sound_handlers(app, h)
-    app.add_handler(MessageHandler(private & filters.COMMAND, h.guarded(h.unknown)))
+    app.add_handler(MessageHandler((private | groups) & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))
     mention = filters.Entity(MessageEntity.MENTION) | filters.Entity(MessageEntity.TEXT_MENTION)
