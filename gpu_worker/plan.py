@@ -320,7 +320,7 @@ ABSOLUTE_SILENCES: list[str] = [
 AUDIO_MARKERS = (
     r"music(?:al)?|soundtrack|score|melod(?:y|ies|ic)|tunes?|songs?|sounds?|audio|ambience|"
     r"ambient noise|noises?|silence|silent pause|crescendo|decrescendo|diminuendo|bpm|tempo|"
-    r"beats?|rhythm|hear(?:ing)?|volume|loudly"
+    r"beats?|rhythm|hear(?:ing)?|volume"
 )
 # Words allowed in a clause that is still "just audio" (besides instruments, genres, moods).
 AUDIO_FILLER = (
@@ -330,7 +330,7 @@ AUDIO_FILLER = (
     r"playing|plays|in|background|gentle|slowly|growing|louder|fading|fades?|out|away|"
     r"minimal|lush|sparse|atmospheric|moody|pads?|plucked|strummed|layered|at|first|end|"
     r"moment|pause|long|short|brief|sudden|dramatic|little|bit|more|less|sound|by|"
-    r"accompanied|backed|over|under|underneath|behind|set|feel|vibe|style|tone"
+    r"accompanied|backed|over|under|underneath|behind|set|feel|vibe|style|tone|loudly"
 )
 
 _CLAUSE_SPLIT = re.compile(
@@ -546,6 +546,11 @@ def _ambience(text: str, english: str, scenes: list, phrases: list[SoundPhrase])
 MAX_CUES = 6
 
 
+def _is_music(phrase: str) -> bool:
+    """ "drums pounding", "a choir singing": the music's part, not a sound effect."""
+    return bool(_find("|".join(p for p, _ in INSTRUMENTS) + r"|music|melod\w+|songs?|tunes?|beats?", phrase))
+
+
 def _sfx(phrases: list[SoundPhrase]) -> tuple[SfxCue, ...]:
     """One cue per sound-making action that is not ambience, in the prompt's own words."""
     cues = [SfxCue(p.head, p.text, p.text, p.kind) for p in phrases if not p.ambient]
@@ -562,8 +567,8 @@ def plan_prompt(prompt: str) -> AudioPlan:
     scenes = _scenes(english)
     # Sounds come from visual actions and explicit "sound of ..." phrases, not from audio
     # clauses: "building" there is dynamics, "drums pounding" music.
-    sound_text = ", ".join([visual if gloss(visual) != audio else ""] + _EXPLICIT_AMBIENCE.findall(text))
-    phrases = sound_phrases(sound_text)
+    sound_text = ", ".join([visual] + _EXPLICIT_AMBIENCE.findall(text))
+    phrases = [p for p in sound_phrases(sound_text) if not _is_music(p.text)]
     action_mood = next((p.mood for p in phrases if p.mood and not p.ambient), None)
     dynamics = _dynamics(english, audio)
     return AudioPlan(

@@ -38,7 +38,8 @@ SOUND_VERBS: dict[str, str] = _kinds(
         slide scrape scratch screech shake jiggle wobble rock creak groan shudder vibrate
         crumble smash sputter chug puff hoot honk beep clap snap crackle spark fizzle
         squelch slosh sprinkle hose mow chainsaw hammer nail rivet bulldoze demolish
-        cheer celebrate party bustle yodel rap beatbox jingle ring""",
+        cheer celebrate party bustle yodel rap beatbox jingle ring ping clunk clonk thunk
+        plop plink boing twang snip clip""",
 )
 
 # Nouns that are a sound or a sound event: "a scream", "footsteps", "a distant explosion".
@@ -51,7 +52,7 @@ SOUND_NOUNS: dict[str, str] = _kinds(
         swoosh sneeze cough gasp sigh whisper click clatter clang heartbeat stampede
         avalanche earthquake landslide gallop hoofbeat hoofbeats chatter thunder ticking
         ringing buzzing crackling sizzle gurgle splashing clapping laughing screaming
-        shouting barking growling chirping engine motor""",
+        shouting barking growling chirping engine motor ping clunk plop""",
 )
 
 # Things that sound when they do anything at all (not "sit" or "wait"):
@@ -79,9 +80,11 @@ SOURCES: frozenset[str] = frozenset("""
 AMBIENT_SOURCES: frozenset[str] = frozenset("""
     rain wind wave bird cricket insect cicada frog traffic crowd people water river stream
     ocean sea leaf surf breeze seagull gull fire flame campfire rainfall drizzle snow hail
-    storm thunder brook creek waterfall fountain car bee
+    storm thunder brook creek waterfall fountain bee
 """.split())
 MASS_NOUNS: frozenset[str] = frozenset("rain wind traffic water surf breeze fire rainfall drizzle snow hail thunder".split())
+# Sources that are ambience even when they hit something: "waves crashing on rocks".
+ALWAYS_AMBIENT: frozenset[str] = MASS_NOUNS | {"wave", "river", "stream", "sea", "ocean"}
 
 # Verbs that make no sound, even for a sound source: "a parked car", "a dog sleeping".
 SILENT_VERBS: frozenset[str] = frozenset("""
@@ -91,7 +94,7 @@ SILENT_VERBS: frozenset[str] = frozenset("""
     line fill make paint light decorate sunbathe nap doze relax meditate pray listen hover
     drift glide soar gleam loom tower perch nestle peek peer admire enjoy love like want
     need know feel smell taste touch stroke pet hug cuddle kiss hide lurk stand photograph
-    film draw sketch dream wonder ponder imagine remember forget
+    film sketch dream wonder ponder imagine remember forget
 """.split())
 
 # Words that turn a sound's cue into a flash ("lightning strikes", "a firework bursts").
@@ -120,7 +123,14 @@ PLACES: frozenset[str] = frozenset("""
     camp campsite lighthouse tower rooftop balcony porch courtyard plaza battlefield
     trench swamp marsh island reef glacier tundra volcano waterfall pond creek orchard vineyard
     greenhouse junkyard graveyard cemetery shrine monastery hangar arcade casino laundromat
-    racetrack rink shipyard sawmill quarry ruins
+    racetrack rink shipyard sawmill quarry ruins forge smithy savanna savannah skatepark
+    saloon tavern inn backyard yard pool court site countryside prairie plains hall lobby
+    terrace deck platform runway wharf boardwalk promenade avenue boulevard crossroads
+    intersection neighborhood neighbourhood suburb apartment loft dormitory sauna spa
+    aquarium observatory bunker fortress fort citadel brewery stable pasture ranch
+    rainforest grove clearing riverbank shore coast bay lagoon cove fjord cliff hill
+    hillside mountainside ridge plateau steppe oasis dune crater square chapel monastery
+    carriage cabin compartment hold
     space galaxy storm thunderstorm blizzard
 """.split())
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from gpu_worker.sound_lexicon import (
     ACTION_MOODS,
+    ALWAYS_AMBIENT,
     AMBIENT_SOURCES,
     AUXILIARIES,
     BOUNDARIES,
@@ -74,11 +75,13 @@ def _lemmas(word: str) -> tuple[frozenset[str], frozenset[str]]:
     import lemminflect  # loads its tables (0.4 s) on first use
 
     found = lemminflect.getAllLemmas(word)
-    verbs = frozenset(found.get("VERB", ())) if word not in _NOT_VERB_FORMS else frozenset()
+    verbs = set(found.get("VERB", ())) if word not in _NOT_VERB_FORMS else set()
+    if not verbs and word.endswith(("s", "ed", "ing")):  # "swooshes": not in its dictionary
+        verbs = {v for v in lemminflect.getAllLemmasOOV(word, "VERB").get("VERB", ()) if v in SOUND_VERBS}
     nouns = set(found.get("NOUN", ()))
     if not found and word.isalpha():  # unknown words: the word itself, or without a plural s
         nouns = {word, word[:-1]} if word.endswith("s") and len(word) > 3 else {word}
-    return verbs, frozenset(nouns)
+    return frozenset(verbs), frozenset(nouns)
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -105,6 +108,8 @@ def _verbal(seg: list[_Token], i: int) -> bool:
     """Is seg[i] used as a verb? Without a tagger: its form and the word before it."""
     tok = seg[i]
     prev = seg[i - 1].lower if i else ""
+    if prev in DETERMINERS and tok.lower.endswith("ing") and i + 1 < len(seg):
+        return True  # "a creaking door", "a ticking clock"
     if prev in DETERMINERS or prev in _PREPOSITIONS:
         return False  # "the bark", "a crash", "on rocks"
     if tok.lower not in tok.verbs:
@@ -139,16 +144,33 @@ def _heads(seg: list[_Token]) -> dict[int, tuple[str, str]]:
         if not tok.nouns & SOURCES or i in heads:
             continue
         for j in (i + 1, i + 2):
-            if j < len(seg) and j not in heads and (verb := _active_verb(seg[j])):
-                inflected = seg[j].lower not in seg[j].verbs
-                if inflected or (j == i + 1 and tok.plural):
+            if j >= len(seg) or j in heads or seg[j].nouns & (SOURCES | SOUND_NOUNS.keys() | PLACES):
+                break  # "glass bottles clink": a noun, not the verb
+            if verb := _active_verb(seg[j]):
+                if seg[j].lower not in seg[j].verbs or (j == i + 1 and tok.plural):
                     heads[j] = (verb, "verb")
                 break
-        for j in range(max(0, i - 3), i):  # ... or something done to it: "turns the page"
+        for j in range(max(0, i - 3), i - 1):  # ... or something done to it: "turns the page"
+            between = seg[j + 1:i]
             if j not in heads and (verb := _active_verb(seg[j])) and seg[j].lower not in seg[j].verbs \
-                    and all(t.lower in DETERMINERS or not t.verbs for t in seg[j + 1:i]):
+                    and between[0].lower in DETERMINERS and all(not t.verbs for t in between[1:]):
                 heads[j] = (verb, "verb")
                 break
+    return _merge(seg, heads)
+
+
+def _merge(seg: list[_Token], heads: dict[int, tuple[str, str]]) -> dict[int, tuple[str, str]]:
+    """One sound per subject and verb: "thunder rumbles", "an alarm clock buzzes",
+    "a truck reverses beeping" are one phrase each, named by the last verb."""
+    order = sorted(heads)
+    for h, nxt in zip(order, order[1:]):
+        between = seg[h + 1:nxt]
+        if heads[nxt][1] == "verb" and nxt - h <= 2 and not any(
+                t.lower in _PREPOSITIONS or t.lower in DETERMINERS for t in between):
+            lemma, _ = heads.pop(h)
+            if SOUND_VERBS.get(heads[nxt][0], SOUND_NOUNS.get(heads[nxt][0], "any")) == "any" \
+                    and (SOUND_VERBS.get(lemma) or SOUND_NOUNS.get(lemma, "any")) != "any":
+                heads[nxt] = (lemma, heads[nxt][1])  # keep the hit's kind: "an avalanche thunders"
     return heads
 
 
@@ -175,20 +197,26 @@ def _after(seg: list[_Token], h: int, heads: dict[int, tuple[str, str]]) -> int:
     if k == h + 1 + MAX_AFTER and k < len(seg) and seg[k].lower not in SETTING_PREPS:
         cut = [j for j in range(h + 2, k) if seg[j].lower in _PREPOSITIONS]
         k = cut[-1] if cut else k  # cut at a whole phrase, not inside one
-    while k > h + 1 and seg[k - 1].lower not in _PARTICLES and (
+    stopped_by_head = k < len(seg) and k in heads
+    while k > h + 1 and (stopped_by_head or seg[k - 1].lower not in _PARTICLES) and (
             seg[k - 1].lower in _PREPOSITIONS or seg[k - 1].lower in DETERMINERS):
         k -= 1  # never end on "the" or "into"
     return k
 
 
-def _ambient(words: list[_Token]) -> bool:
-    """Many of an ambient source, or a mass of it: "birds chirping", "rain pattering"."""
+def _ambient(words: list[_Token], kind: str) -> bool:
+    """Many of an ambient source, or a mass of it: "birds chirping", "rain pattering".
+
+    Hits are events, not ambience ("dry leaves crunch"), except for water and weather
+    ("waves crashing on rocks").
+    """
     for n, tok in enumerate(words):
         source = tok.nouns & AMBIENT_SOURCES
         if not source:
             continue
         singular = n and words[n - 1].lower in {"a", "an", "one", "single", "this", "that"}
-        if not singular and (tok.plural or source & MASS_NOUNS):
+        if not singular and (tok.plural or source & MASS_NOUNS) and (
+                kind != "impact" or source & ALWAYS_AMBIENT):
             return True
     return False
 
@@ -211,7 +239,7 @@ def sound_phrases(text: str) -> list[SoundPhrase]:
             lemmas = {n for t in words for n in t.nouns | {t.lower}}
             kind = "flash" if lemmas & FLASH_WORDS else (SOUND_VERBS if part == "verb" else SOUND_NOUNS).get(lemma, "any")
             found.setdefault(phrase.lower(), SoundPhrase(
-                phrase, lemma, kind, _ambient(seg[a:h + 1] if part == "verb" else words),
+                phrase, lemma, kind, _ambient(seg[a:h] if part == "verb" else words, kind),
                 ACTION_MOODS.get(lemma)))
     return list(found.values())
 
@@ -230,13 +258,18 @@ def find_place(text: str) -> tuple[str, str] | None:
         while a > 0 and i - a < 3:
             prev = tokens[a - 1]
             if not prev.lower[0].isalnum() or prev.lower in DETERMINERS | _PREPOSITIONS | BOUNDARIES \
-                    or _sound_verb(prev) or (prev.verbs and prev.lower not in prev.verbs
-                                              and not prev.lower.endswith(("y", "ful"))):
+                    or prev.lower in _PRONOUNS or _sound_verb(prev) \
+                    or prev.lower.endswith(("ed", "es")) and prev.lower not in prev.nouns:
                 break
             a -= 1
         located = a > 0 and tokens[a - 1].lower in _PREPOSITIONS | DETERMINERS
-        candidates.append((not located, i, text[tokens[a].start:tok.end], place))
+        candidates.append((not located, a, i, place))
     if not candidates:
         return None
-    _, _, phrase, head = min(candidates)
-    return phrase, head
+    _, a, i, head = min(candidates)
+    for _, a2, i2, _ in sorted(candidates, key=lambda c: c[1]):  # "storm at sea", "cabin in the woods"
+        gap = tokens[i + 1:a2]
+        if a2 > i and gap and all(t.lower in _PREPOSITIONS | DETERMINERS for t in gap) \
+                and gap[0].lower in SETTING_PREPS | {"on", "by", "of", "over"}:
+            i = i2
+    return text[tokens[a].start:tokens[i].end], head
