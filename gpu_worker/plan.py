@@ -476,6 +476,7 @@ def _own_music_words(text: str) -> list[str]:
 
 
 def _music(text: str, scenes: list, dynamics: Dynamics, action_mood: str | None) -> MusicPlan:
+    """Music from the whole prompt (mood words in the order written) and the actions' mood."""
     instruments = _unique([v for _, _, v in _all_matches(INSTRUMENTS, text)])  # type: ignore[misc]
     genres = [v for _, _, v in _all_matches(list(GENRES.items()), text)]
     moods = _unique([v for _, _, v in _all_matches(list(MOODS.items()), text)])  # type: ignore[misc]

@@ -45,14 +45,15 @@ SOUND_VERBS: dict[str, str] = _kinds(
 # Nouns that are a sound or a sound event: "a scream", "footsteps", "a distant explosion".
 SOUND_NOUNS: dict[str, str] = _kinds(
     impact="""gunshot gunfire bang thud crash clash slam knock punch kick collision impact
-        smash splash crack snap pop thump smack whack shatter""",
+        smash splash crack snap pop thump smack whack shatter fight swordfight gunfight brawl
+        duel battle skirmish clunk""",
     flash="explosion blast boom thunderclap firework fireworks eruption detonation",
     any="""footstep footsteps scream shout yell laughter laugh giggle applause cheer cheering
         whistle siren alarm roar growl howl honk beep chime squeak creak rumble whoosh
         swoosh sneeze cough gasp sigh whisper click clatter clang heartbeat stampede
         avalanche earthquake landslide gallop hoofbeat hoofbeats chatter thunder ticking
         ringing buzzing crackling sizzle gurgle splashing clapping laughing screaming
-        shouting barking growling chirping engine motor ping clunk plop""",
+        shouting barking growling chirping engine motor ping plop""",
 )
 
 # Things that sound when they do anything at all (not "sit" or "wait"):

@@ -108,7 +108,8 @@ def _verbal(seg: list[_Token], i: int) -> bool:
     """Is seg[i] used as a verb? Without a tagger: its form and the word before it."""
     tok = seg[i]
     prev = seg[i - 1].lower if i else ""
-    if prev in DETERMINERS and tok.lower.endswith("ing") and i + 1 < len(seg):
+    if prev in DETERMINERS and tok.lower.endswith("ing") and i + 1 < len(seg) \
+            and seg[i + 1].nouns & SOURCES:
         return True  # "a creaking door", "a ticking clock"
     if prev in DETERMINERS or prev in _PREPOSITIONS:
         return False  # "the bark", "a crash", "on rocks"
