@@ -334,7 +334,7 @@ AUDIO_FILLER = (
 )
 
 _CLAUSE_SPLIT = re.compile(
-    r"([,;.!?]+|\s+(?:with|while|and then|then|and|over|as|accompanied by|backed by|set to|"
+    r"((?:[;!?]|[.,](?!\d))+|\s+(?:with|while|and then|then|and|over|as|accompanied by|backed by|set to|"
     r"featuring|plus|to the sound of)\s+)",
     re.IGNORECASE,
 )
