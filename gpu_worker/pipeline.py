@@ -216,6 +216,7 @@ def load_models(
         generate_frames(models.video, "warm-up", seconds, 0)
         generate_music(models.music, "warm-up", 1.0, 0)
         generate_sfx_batch(models.sfx, ["warm-up", "warm-up"], SFX_SECONDS, 0)
+        plan_prompt("a door slams")  # loads the lemma tables the plan reads (about 0.4 s)
     return models
 
 
