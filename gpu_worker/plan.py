@@ -209,9 +209,12 @@ GENRE_INSTRUMENTS: dict[str, tuple[str, ...]] = {
     "chiptune": ("synthesizer",), "waltz": ("strings", "piano"), "cinematic": ("strings", "piano"),
 }
 
+# "a girl waves goodbye" is not the sea.
+_NOT_WAVING = r"(?! (?:goodbye|hello|hi|at|to|back|his|her|their|its|a|an|the)\b)"
+
 # Ambience sounds the user may name directly: regex -> sound description.
 SOUNDS: list[tuple[str, str]] = [
-    (r"waves?|surf", "waves"),
+    (rf"waves?{_NOT_WAVING}|surf", "waves"),
     (r"seagulls?|gulls?", "seagulls"),
     (r"thunder(?:storm)?s?|lightning", "thunder"),
     (r"rain(?:drops?|fall|ing|y|s)?|drizzl\w*|downpour", "rain"),
@@ -238,7 +241,7 @@ SCENES: list[tuple[str, tuple[str, tuple[str, ...], str, str | None]]] = [
      ("space", ("low spaceship hum", "soft electronic drone"), "dreamy", "ambient")),
     (r"thunderstorm|storm(?:y)?|lighthouse|hurricane|tempest",
      ("storm", ("rain", "thunder", "wind"), "tense", "cinematic")),
-    (r"beach|ocean|sea(?:side|shore)?|coast(?:al)?|shore|waves?|cliffs?",
+    (rf"beach|ocean|sea(?:side|shore)?|coast(?:al)?|shore|waves?{_NOT_WAVING}|cliffs?",
      ("beach", ("waves", "seagulls"), "calm", None)),
     (r"forest|woods?|jungle|trees|woodland",
      ("forest", ("birdsong", "wind", "rustling leaves"), "calm", None)),
@@ -549,7 +552,8 @@ MAX_CUES = 6
 
 def _is_music(phrase: str) -> bool:
     """ "drums pounding", "a choir singing": the music's part, not a sound effect."""
-    return bool(_find("|".join(p for p, _ in INSTRUMENTS) + r"|music|melod\w+|songs?|tunes?|beats?", phrase))
+    music = [p for p, _ in INSTRUMENTS] + list(GENRES) + [r"music|melod\w+|songs?|tunes?|beats?|bands?|orchestras?"]
+    return bool(_find("|".join(music), phrase))
 
 
 def _sfx(phrases: list[SoundPhrase]) -> tuple[SfxCue, ...]:

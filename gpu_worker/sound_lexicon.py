@@ -33,11 +33,11 @@ SOUND_VERBS: dict[str, str] = _kinds(
         zoom rev zip drip gurgle bubble pour trickle sizzle fry boil crackle whir whirr drone
         rumble blare toot type scribble launch blow swim paddle row dig shovel sweep scrub
         saw drill weld grind blend vacuum flush spray pump tear rip shred unzip fizz stir
-        whisk grill patter splatter lap gush surge thunder clink toast flip shuffle riffle
+        whisk grill patter splatter lap gush surge clink toast flip shuffle riffle
         dance tap-dance stomp skateboard bike pedal race chase fight battle duel swing
         slide scrape scratch screech shake jiggle wobble rock creak groan shudder vibrate
         crumble smash sputter chug puff hoot honk beep clap snap crackle spark fizzle
-        squelch slosh sprinkle hose mow chainsaw hammer nail rivet bulldoze demolish
+        squelch slosh sprinkle hose mow chainsaw nail rivet bulldoze demolish
         cheer celebrate party bustle yodel rap beatbox jingle ring ping clunk clonk thunk
         plop plink boing twang snip clip""",
 )
@@ -47,11 +47,11 @@ SOUND_NOUNS: dict[str, str] = _kinds(
     impact="""gunshot gunfire bang thud crash clash slam knock punch kick collision impact
         smash splash crack snap pop thump smack whack shatter fight swordfight gunfight brawl
         duel battle skirmish clunk""",
-    flash="explosion blast boom thunderclap firework fireworks eruption detonation",
+    flash="explosion blast boom thunder thunderclap firework fireworks eruption detonation",
     any="""footstep footsteps scream shout yell laughter laugh giggle applause cheer cheering
         whistle siren alarm roar growl howl honk beep chime squeak creak rumble whoosh
         swoosh sneeze cough gasp sigh whisper click clatter clang heartbeat stampede
-        avalanche earthquake landslide gallop hoofbeat hoofbeats chatter thunder ticking
+        avalanche earthquake landslide gallop hoofbeat hoofbeats chatter ticking
         ringing buzzing crackling sizzle gurgle splashing clapping laughing screaming
         shouting barking growling chirping engine motor ping plop""",
 )

@@ -37,7 +37,7 @@ from gpu_worker.sound_lexicon import (
 )
 
 MAX_BEFORE = 5  # words of subject kept before the sound word
-MAX_AFTER = 6  # words of object and direction kept after it
+MAX_AFTER = 8  # words of object and direction kept after it
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]*|\d+(?:[.,]\d+)?|[^\w\s]")
 _PRONOUNS = frozenset("i you he she it we they someone somebody everyone people".split())
 _MODALS = frozenset("to will would can could may might must should shall does do did".split())
@@ -164,15 +164,27 @@ def _merge(seg: list[_Token], heads: dict[int, tuple[str, str]]) -> dict[int, tu
     """One sound per subject and verb: "thunder rumbles", "an alarm clock buzzes",
     "a truck reverses beeping" are one phrase each, named by the last verb."""
     order = sorted(heads)
+    for h, nxt in zip(order, order[1:]):  # "jumps into the lake with a splash": one event
+        lead = seg[max(h + 1, nxt - 3):nxt]
+        withs = [n for n, t in enumerate(lead) if t.lower == "with"]
+        if heads[h][1] == "verb" and heads[nxt][1] == "noun" and withs and nxt - h <= MAX_AFTER + 1 \
+                and all(t.lower in DETERMINERS or not t.verbs for t in lead[withs[-1] + 1:]):
+            lemma, _ = heads.pop(nxt)
+            if _kind(heads[h][0]) == "any":
+                heads[h] = (lemma, "verb")
+    order = sorted(heads)
     for h, nxt in zip(order, order[1:]):
         between = seg[h + 1:nxt]
         if heads[nxt][1] == "verb" and nxt - h <= 2 and not any(
                 t.lower in _PREPOSITIONS or t.lower in DETERMINERS for t in between):
             lemma, _ = heads.pop(h)
-            if SOUND_VERBS.get(heads[nxt][0], SOUND_NOUNS.get(heads[nxt][0], "any")) == "any" \
-                    and (SOUND_VERBS.get(lemma) or SOUND_NOUNS.get(lemma, "any")) != "any":
+            if _kind(heads[nxt][0]) == "any" and _kind(lemma) != "any":
                 heads[nxt] = (lemma, heads[nxt][1])  # keep the hit's kind: "an avalanche thunders"
     return heads
+
+
+def _kind(lemma: str) -> str:
+    return SOUND_VERBS.get(lemma) or SOUND_NOUNS.get(lemma, "any")
 
 
 def _before(seg: list[_Token], h: int, heads: dict[int, tuple[str, str]], limit: int) -> int:
@@ -199,6 +211,8 @@ def _after(seg: list[_Token], h: int, heads: dict[int, tuple[str, str]]) -> int:
         cut = [j for j in range(h + 2, k) if seg[j].lower in _PREPOSITIONS]
         k = cut[-1] if cut else k  # cut at a whole phrase, not inside one
     stopped_by_head = k < len(seg) and k in heads
+    if stopped_by_head and heads[k][1] == "noun":
+        k = max(h + 1, _before(seg, k, heads, 3))  # "with a loud bang": the adjectives are the bang's
     while k > h + 1 and (stopped_by_head or seg[k - 1].lower not in _PARTICLES) and (
             seg[k - 1].lower in _PREPOSITIONS or seg[k - 1].lower in DETERMINERS):
         k -= 1  # never end on "the" or "into"
@@ -238,7 +252,7 @@ def sound_phrases(text: str) -> list[SoundPhrase]:
             elif part == "verb" and a < h:
                 subject = text[seg[a].start:seg[h - 1].end]
             lemmas = {n for t in words for n in t.nouns | {t.lower}}
-            kind = "flash" if lemmas & FLASH_WORDS else (SOUND_VERBS if part == "verb" else SOUND_NOUNS).get(lemma, "any")
+            kind = "flash" if lemmas & FLASH_WORDS else _kind(lemma)
             found.setdefault(phrase.lower(), SoundPhrase(
                 phrase, lemma, kind, _ambient(seg[a:h] if part == "verb" else words, kind),
                 ACTION_MOODS.get(lemma)))
