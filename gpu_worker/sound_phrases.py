@@ -79,8 +79,8 @@ def _lemmas(word: str) -> tuple[frozenset[str], frozenset[str]]:
     if not verbs and word.endswith(("s", "ed", "ing")):  # "swooshes": not in its dictionary
         verbs = {v for v in lemminflect.getAllLemmasOOV(word, "VERB").get("VERB", ()) if v in SOUND_VERBS}
     nouns = set(found.get("NOUN", ()))
-    if not found and word.isalpha():  # unknown words: the word itself, or without a plural s
-        nouns = {word, word[:-1]} if word.endswith("s") and len(word) > 3 else {word}
+    if not found and word.replace("-", "").isalpha():  # unknown words: "hailstones", "pom-poms"
+        nouns = set(lemminflect.getAllLemmasOOV(word, "NOUN").get("NOUN", (word,)))
     return frozenset(verbs), frozenset(nouns)
 
 
@@ -165,6 +165,8 @@ def _merge(seg: list[_Token], heads: dict[int, tuple[str, str]]) -> dict[int, tu
     "a truck reverses beeping" are one phrase each, named by the last verb."""
     order = sorted(heads)
     for h, nxt in zip(order, order[1:]):  # "jumps into the lake with a splash": one event
+        if h not in heads:
+            continue
         lead = seg[max(h + 1, nxt - 3):nxt]
         withs = [n for n, t in enumerate(lead) if t.lower == "with"]
         if heads[h][1] == "verb" and heads[nxt][1] == "noun" and withs and nxt - h <= MAX_AFTER + 1 \
