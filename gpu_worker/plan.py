@@ -283,7 +283,7 @@ SCENES: list[tuple[str, tuple[str, tuple[str, ...], str, str | None]]] = [
 SHAPE_PATTERNS: list[tuple[str, str, bool]] = [
     (r"start(?:s|ing)? (?:out )?(?:very )?(?:quiet|soft|calm|slow|gentle)\w*|"
      r"begin(?:s|ning)? (?:very )?(?:quiet|soft|calm|gentle)\w*|quiet (?:at first|then)|"
-     r"soft (?:at first|then)|from (?:quiet|soft|silence) to loud", "starts_quiet", True),
+     r"(?:soft|calm|gentle) (?:at first|then)|from (?:quiet|soft|silence) to loud", "starts_quiet", True),
     (r"fad(?:e|es|ed|ing) (?:out|away|to silence|to black)|dies away|slowly fad(?:es|ing)",
      "fade_out", True),
     (r"decrescendo|diminuendo|getting quieter|grow(?:s|ing)? quieter|quieter and quieter|"
@@ -497,7 +497,8 @@ def _music(text: str, scenes: list, dynamics: Dynamics, action_mood: str | None)
     words = list(moods[:2]) or [mood]
     if words == ["neutral"]:
         words = []
-    words = list(_unique(_own_music_words(text)[:2] + words))
+    own = _own_music_words(text)[:2]  # the user's words beat a mood inferred from the scene
+    words = list(_unique(own + (words if moods or not own else [])))
     desc = " ".join(words + ([genre] if genre else []) + ["music"])
     desc += f" with {', '.join(instruments)}, {tempo} bpm"
     shape_text = {

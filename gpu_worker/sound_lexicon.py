@@ -20,7 +20,7 @@ SOUND_VERBS: dict[str, str] = _kinds(
         collide shatter break snap crack thud slap pound stab strike tap thump whack dribble
         chisel slice dice split smack stamp tumble topple fall land splash dive plunge pop
         burst bump crunch squash shoot fire bomb collapse hurl throw kick spike serve volley
-        thwack wallop clobber batter bash slash fence spar box wrestle tackle drum""",
+        thwack wallop clobber batter bash slash fence spar box wrestle tackle""",
     flash="explode blast detonate erupt zap thunder boom electrocute",
     any="""laugh giggle chuckle scream shout yell cry sob whisper sing hum whistle cheer clap
         applaud cough sneeze snore gasp sigh shriek wail moan groan howl roar growl bark meow

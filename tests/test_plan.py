@@ -269,3 +269,9 @@ def test_talkies_plan_prints_the_plan_and_json() -> None:
         start=0.0, end=2.0, seconds=True, from_end=False, text="0-2 s")
     empty = runner.invoke(app, ["plan", " "])
     assert empty.exit_code == 2 and "empty" in empty.output
+
+
+def test_the_users_own_music_words_reach_musicgen() -> None:
+    plan = plan_prompt("a rainy street, bittersweet music")
+    assert plan.music.description.startswith("bittersweet ")
+    assert "energetic" not in plan.music.description  # the scene's guess gives way
