@@ -551,10 +551,15 @@ def _ambience(text: str, english: str, scenes: list, phrases: list[SoundPhrase])
 MAX_CUES = 6
 
 
+# Words that make an action the music's part: "drums pounding", "a choir singing", "a jazz
+# band plays". Bells and chants are left out: "church bells ring" and "the crowd chants" are
+# sounds of the scene.
+_MUSIC_ACTION = "|".join([p for p, name in INSTRUMENTS if name not in ("bells", "choir")] + [
+    r"music|melod\w+|songs?|tunes?|beats?|bands?|orchestras?|choirs?|choral|jazz|symphon\w+"])
+
+
 def _is_music(phrase: str) -> bool:
-    """ "drums pounding", "a choir singing": the music's part, not a sound effect."""
-    music = [p for p, _ in INSTRUMENTS] + list(GENRES) + [r"music|melod\w+|songs?|tunes?|beats?|bands?|orchestras?"]
-    return bool(_find("|".join(music), phrase))
+    return bool(_find(_MUSIC_ACTION, phrase))
 
 
 def _sfx(phrases: list[SoundPhrase]) -> tuple[SfxCue, ...]:
