@@ -31,7 +31,8 @@ def plan_text(plan: AudioPlan) -> str:
     lines = [
         ("picture", plan.visual_prompt),
         ("music", m.description if m.enabled else "none (the prompt says no music)"),
-        ("ambience", a.description if a.enabled else "none (the prompt says no ambience)"),
+        ("ambience", a.description.removeprefix("ambience: ") if a.enabled
+         else "none (the prompt says no ambience)"),
     ]
     if plan.sfx:
         lines += [("sfx" if i == 0 else "", f'"{c.description}" ({EVENT_WORDS[c.event_kind]})')
