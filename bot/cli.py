@@ -95,6 +95,26 @@ def sound(
 
 
 @app.command()
+def plan(
+    prompt: Annotated[str, typer.Argument(help="The prompt you would generate with.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a prompt will sound like (music, ambience, each sound effect, dynamics,
+    silences) without generating anything: a free dry run."""
+    import json
+
+    from gpu_worker.plan import plan_prompt
+    from gpu_worker.plan_report import plan_json, plan_text
+
+    if not prompt.strip():
+        typer.echo("talkies plan: the prompt is empty: say what to see and hear.", err=True)
+        raise typer.Exit(2)
+    audio_plan = plan_prompt(prompt)
+    typer.echo(json.dumps(plan_json(audio_plan), indent=2, ensure_ascii=False) if as_json
+               else plan_text(audio_plan))
+
+
+@app.command()
 def worker() -> None:
     """Run a GPU worker (arq) against TALKIES_REDIS_URL."""
     _settings()

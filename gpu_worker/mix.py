@@ -88,11 +88,11 @@ def dynamics_envelope(shape: str, n: int, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 def silence_gain(spans: tuple[SilenceSpan, ...], n: int, sr: int = SAMPLE_RATE,
                  fade: float = SILENCE_FADE) -> np.ndarray:
-    """Gain (n,): exactly 0 inside each span (fractions of the clip), short fades outside."""
+    """Gain (n,): exactly 0 inside each span (fractions of the clip or seconds), short fades outside."""
     gain = np.ones(n)
     f = max(1, round(fade * sr))
     for span in spans:
-        a, b = round(span.start * n), round(span.end * n)
+        a, b = (round(t * sr) for t in span.bounds(n / sr))
         if b <= a:
             continue
         gain[a:b] = 0.0

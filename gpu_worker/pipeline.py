@@ -216,6 +216,7 @@ def load_models(
         generate_frames(models.video, "warm-up", seconds, 0)
         generate_music(models.music, "warm-up", 1.0, 0)
         generate_sfx_batch(models.sfx, ["warm-up", "warm-up"], SFX_SECONDS, 0)
+        plan_prompt("a door slams")  # loads the lemma tables the plan reads (about 0.4 s)
     return models
 
 
@@ -401,10 +402,14 @@ def generate_clip(
 
 
 def sfx_descriptions(plan: AudioPlan, events: list[VisualEvent]) -> list[tuple[str, str]]:
-    """(label, AudioGen text) per event: the plan's cue that fits the event kind, else a default."""
+    """(label, AudioGen text) per event: the plan's cue that fits the event kind, else a default.
+
+    A cue's text is the prompt's own phrase ("two knights clash swords"). A "motion" event,
+    added only so that an asked-for sound is heard, takes any of the plan's cues.
+    """
     picked: list[tuple[str, str]] = []
     for i, event in enumerate(events):
-        fitting = [c for c in plan.sfx if c.event_kind in (event.kind, "any")]
+        fitting = [c for c in plan.sfx if c.event_kind in (event.kind, "any") or event.kind == "motion"]
         cue: SfxCue | None = fitting[i % len(fitting)] if fitting else None
         if cue is not None:
             picked.append((cue.label, cue.description))

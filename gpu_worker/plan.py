@@ -5,14 +5,21 @@ visual prompt for the video model ("A lighthouse in a storm") and an `AudioPlan`
 (instruments, genre, mood, tempo, a MusicGen description), ambience (environment, sounds,
 an AudioGen description), sound effects tied to actions, and dynamics (shape + silences).
 
-Explicit audio phrases win over inference; a prompt with no audio words still gets music
-and an ambience inferred from its scene. The taxonomy below is plain data: extend it freely.
+Sound effects and the setting are phrases in the prompt's own words ("two knights clash
+swords", "busy kitchen", see :mod:`gpu_worker.sound_phrases`): AudioGen reads text, so it
+gets those, not a label from a list. Explicit audio phrases win over inference; a prompt
+with no audio words still gets music and an ambience inferred from its scene. Music, mood,
+dynamics and silence words in Spanish, French, German, Italian and Portuguese are read
+through :mod:`gpu_worker.plan_glossary`. The taxonomy below is plain data: extend it freely.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from gpu_worker.plan_glossary import gloss
+from gpu_worker.sound_phrases import SoundPhrase, find_place, sound_phrases
 
 # ---------------------------------------------------------------- dataclasses
 
@@ -36,20 +43,39 @@ class AmbiencePlan:
     environment: str | None
     sounds: tuple[str, ...]
     description: str  # text for AudioGen
+    place: str | None = None  # the prompt's own words for the setting, e.g. "busy kitchen"
 
 
 @dataclass(frozen=True)
 class SfxCue:
-    label: str  # short name, e.g. "door slam"
-    description: str  # text for AudioGen
+    label: str  # the word that makes the sound, as a lemma, e.g. "clash"
+    description: str  # text for AudioGen: the prompt's own phrase, e.g. "two knights clash swords"
     trigger: str  # the prompt words that asked for it
     event_kind: str  # visual event it fits best: "impact", "flash", "cut" or "any"
 
 
 @dataclass(frozen=True)
 class SilenceSpan:
-    start: float  # fraction of the clip, 0..1
+    """Where the mix is silent: fractions of the clip, or seconds ("2 s of silence at the start").
+
+    With ``seconds``, ``start`` and ``end`` are seconds from the clip's start, or back from
+    its end when ``from_end`` ("the last 2 s": start 2.0, end 0.0).
+    """
+
+    start: float  # fraction of the clip (0..1), or seconds
     end: float
+    seconds: bool = False
+    from_end: bool = False
+
+    def bounds(self, clip_seconds: float) -> tuple[float, float]:
+        """(start, end) in seconds within a clip of ``clip_seconds``."""
+        if not self.seconds:
+            a, b = self.start * clip_seconds, self.end * clip_seconds
+        elif self.from_end:
+            a, b = clip_seconds - self.start, clip_seconds - self.end
+        else:
+            a, b = self.start, self.end
+        return max(0.0, min(a, clip_seconds)), max(0.0, min(b, clip_seconds))
 
 
 @dataclass(frozen=True)
@@ -183,9 +209,12 @@ GENRE_INSTRUMENTS: dict[str, tuple[str, ...]] = {
     "chiptune": ("synthesizer",), "waltz": ("strings", "piano"), "cinematic": ("strings", "piano"),
 }
 
+# "a girl waves goodbye" is not the sea.
+_NOT_WAVING = r"(?! (?:goodbye|hello|hi|at|to|back|his|her|their|its|a|an|the)\b)"
+
 # Ambience sounds the user may name directly: regex -> sound description.
 SOUNDS: list[tuple[str, str]] = [
-    (r"waves?|surf", "waves"),
+    (rf"waves?{_NOT_WAVING}|surf", "waves"),
     (r"seagulls?|gulls?", "seagulls"),
     (r"thunder(?:storm)?s?|lightning", "thunder"),
     (r"rain(?:drops?|fall|ing|y|s)?|drizzl\w*|downpour", "rain"),
@@ -212,7 +241,7 @@ SCENES: list[tuple[str, tuple[str, tuple[str, ...], str, str | None]]] = [
      ("space", ("low spaceship hum", "soft electronic drone"), "dreamy", "ambient")),
     (r"thunderstorm|storm(?:y)?|lighthouse|hurricane|tempest",
      ("storm", ("rain", "thunder", "wind"), "tense", "cinematic")),
-    (r"beach|ocean|sea(?:side|shore)?|coast(?:al)?|shore|waves?|cliffs?",
+    (rf"beach|ocean|sea(?:side|shore)?|coast(?:al)?|shore|waves?{_NOT_WAVING}|cliffs?",
      ("beach", ("waves", "seagulls"), "calm", None)),
     (r"forest|woods?|jungle|trees|woodland",
      ("forest", ("birdsong", "wind", "rustling leaves"), "calm", None)),
@@ -248,52 +277,21 @@ SCENES: list[tuple[str, tuple[str, tuple[str, ...], str, str | None]]] = [
      ("countryside", ("birdsong", "distant animals"), "happy", "folk")),
 ]
 
-# Sound effects: regex -> (label, AudioGen description, event kind)
-SFX: list[tuple[str, tuple[str, str, str]]] = [
-    (r"doors? (?:\w+ )?slams?|slams? (?:the |a )?doors?|slamm\w+ (?:the |a )?doors?",
-     ("door slam", "a heavy wooden door slamming shut", "impact")),
-    (r"(?<!waves )(?<!wave )\bcrash(?:es|ed|ing)?\b|collid\w+|collision|smash\w*|wreck\w*",
-     ("crash", "a loud crash impact", "impact")),
-    (r"thunder(?:clap|bolt)?s?|lightning(?: strikes?| bolts?)?",
-     ("thunder", "a sharp thunder clap", "flash")),
-    (r"splash\w*|dives?|diving|jumps? into the (?:water|pool|lake|sea|river)|cannonball",
-     ("splash", "a water splash", "impact")),
-    (r"footsteps?|walk(?:s|ing)?|stroll\w*|runs?|running|sprint\w*|steps",
-     ("footsteps", "footsteps on the ground", "any")),
-    (r"explo(?:des?|sions?|ding)|blasts?|detonat\w+|blows? up",
-     ("explosion", "a big explosion", "flash")),
-    (r"gunshots?|gunfire|shoots?|shooting|fires a gun",
-     ("gunshot", "a single gunshot", "impact")),
-    (r"shatter\w*|glass break\w*|breaks? (?:the |a )?(?:glass|window)",
-     ("glass shattering", "glass shattering", "impact")),
-    (r"bounc\w+", ("bounce", "a ball bouncing on a hard floor", "impact")),
-    (r"knock\w*", ("knock", "knocking on a wooden door", "impact")),
-    (r"bells? ring\w*|rings? (?:a |the )?bell|doorbell", ("bell", "a bell ringing", "any")),
-    (r"honk\w*|car horns?", ("car horn", "a car horn honking", "any")),
-    (r"bark\w*", ("dog bark", "a dog barking", "any")),
-    (r"punch\w*|kicks?|kicking|hits? (?:the|a|him|her)|slaps?", ("punch", "a punch impact", "impact")),
-    (r"claps?|clapping|applau\w+", ("applause", "people clapping and applauding", "any")),
-    (r"scream\w*|shouts?|yell\w*", ("scream", "a person screaming", "any")),
-    (r"whoosh\w*|swoosh\w*|swings? (?:a |the )?(?:sword|bat)|zooms? (?:past|by)",
-     ("whoosh", "a fast whoosh", "any")),
-    (r"fireworks?", ("fireworks", "fireworks exploding", "flash")),
-    (r"falls? (?:down|over|to the ground)|drops? (?:a |the )?\w+|thud",
-     ("thud", "a heavy thud", "impact")),
-]
-
 # Dynamics, checked in this order (first match wins). The third item is False for
 # words that are ambiguous in a visual clause ("a tall building", "the rising sun"):
 # those count only in audio clauses.
 SHAPE_PATTERNS: list[tuple[str, str, bool]] = [
     (r"start(?:s|ing)? (?:out )?(?:very )?(?:quiet|soft|calm|slow|gentle)\w*|"
      r"begin(?:s|ning)? (?:very )?(?:quiet|soft|calm|gentle)\w*|quiet (?:at first|then)|"
-     r"soft (?:at first|then)", "starts_quiet", True),
-    (r"fad(?:e|es|ing) (?:out|away|to silence)|dies away", "fade_out", True),
-    (r"decrescendo|diminuendo|getting quieter|grow(?:s|ing)? quieter|"
-     r"dying down|winding down", "decrescendo", True),
+     r"(?:soft|calm|gentle) (?:at first|then)|from (?:quiet|soft|silence) to loud", "starts_quiet", True),
+    (r"fad(?:e|es|ed|ing) (?:out|away|to silence|to black)|dies away|slowly fad(?:es|ing)",
+     "fade_out", True),
+    (r"decrescendo|diminuendo|getting quieter|grow(?:s|ing)? quieter|quieter and quieter|"
+     r"softer and softer|dying down|dies down|winding down|from loud to (?:quiet|soft)",
+     "decrescendo", True),
     (r"calm(?:s|ing)? down|receding|settl(?:es|ing) down|falling", "decrescendo", False),
-    (r"crescendo|grow(?:s|ing)? louder|getting louder|intensif(?:y|ies|ying)|escalat\w+",
-     "crescendo", True),
+    (r"crescendo|grow(?:s|ing)? louder|gets? louder|getting louder|louder and louder|"
+     r"intensif(?:y|ies|ying)|escalat\w+|ramp(?:s|ing)? up", "crescendo", True),
     (r"build(?:s|ing)?(?: up)?|swell(?:s|ing)?|rising|rises|climax", "crescendo", False),
 ]
 
@@ -308,11 +306,24 @@ SILENCE_PATTERNS: list[tuple[str, tuple[float, float]]] = [
      r"beat of silence|silence in the middle|dramatic pause|(?:a )?pause", (0.45, 0.6)),
 ]
 
+# Silences in seconds; each regex's groups are named: dur (seconds), at ("start" or "end"),
+# a and b (from/to, seconds), from ("first"/"last"). Checked before the fractional ones.
+_N = r"(\d+(?:[.,]\d+)?)"
+_S = r"\s*-?\s*(?:s|secs?|seconds?)\b"
+ABSOLUTE_SILENCES: list[str] = [
+    rf"silence (?:from|between) (?P<a>{_N[1:-1]})(?:{_S})? (?:to|and|until) (?P<b>{_N[1:-1]}){_S}",
+    rf"(?P<dur>{_N[1:-1]}){_S} (?:of )?silence (?:at|from|after) (?P<a>{_N[1:-1]}){_S}",
+    rf"(?P<dur>{_N[1:-1]}){_S} (?:of |long )?(?:silence|silent pause|pause)"
+    rf"(?: (?:at|in) the (?:very )?(?P<at>start|beginning|opening|end|close))?",
+    rf"silence (?:for|during|in) the (?P<from>first|last|final|opening|closing) (?P<dur>{_N[1:-1]}){_S}",
+    rf"(?:the )?(?P<from>first|last|final|opening|closing) (?P<dur>{_N[1:-1]}){_S} (?:are |is )?(?:of )?silen(?:t|ce)",
+]
+
 # Words that make a clause audio-only (it is then dropped from the visual prompt).
 AUDIO_MARKERS = (
     r"music(?:al)?|soundtrack|score|melod(?:y|ies|ic)|tunes?|songs?|sounds?|audio|ambience|"
     r"ambient noise|noises?|silence|silent pause|crescendo|decrescendo|diminuendo|bpm|tempo|"
-    r"beats?|rhythm|hear(?:ing)?|volume|loudly"
+    r"beats?|rhythm|hear(?:ing)?|volume"
 )
 # Words allowed in a clause that is still "just audio" (besides instruments, genres, moods).
 AUDIO_FILLER = (
@@ -322,11 +333,11 @@ AUDIO_FILLER = (
     r"playing|plays|in|background|gentle|slowly|growing|louder|fading|fades?|out|away|"
     r"minimal|lush|sparse|atmospheric|moody|pads?|plucked|strummed|layered|at|first|end|"
     r"moment|pause|long|short|brief|sudden|dramatic|little|bit|more|less|sound|by|"
-    r"accompanied|backed|over|under|underneath|behind|set|feel|vibe|style|tone"
+    r"accompanied|backed|over|under|underneath|behind|set|feel|vibe|style|tone|loudly"
 )
 
 _CLAUSE_SPLIT = re.compile(
-    r"([,;.!?]+|\s+(?:with|while|and then|then|and|over|as|accompanied by|backed by|set to|"
+    r"((?:[;!?]|[.,](?!\d))+|\s+(?:with|while|and then|then|and|over|as|accompanied by|backed by|set to|"
     r"featuring|plus|to the sound of)\s+)",
     re.IGNORECASE,
 )
@@ -377,26 +388,74 @@ def _is_audio_clause(clause: str) -> bool:
 
 
 def _split_prompt(prompt: str) -> tuple[str, str]:
-    """(visual text, audio text): clauses that are only about sound go to the audio text."""
+    """(visual text, audio text): clauses that are only about sound go to the audio text.
+
+    A clause is judged in its English gloss; the visual side keeps the user's words.
+    """
     parts = _CLAUSE_SPLIT.split(prompt)
     sides: dict[bool, list[str]] = {True: [], False: []}
+    glossed: dict[bool, list[str]] = {True: [], False: []}
     for i in range(0, len(parts), 2):
-        side = sides[_is_audio_clause(parts[i])]
-        if side and i:
-            side.append(parts[i - 1])
-        side.append(parts[i])
-    visual, audio = ("".join(sides[k]).strip(" ,;") for k in (False, True))
-    return re.sub(r"\s+", " ", visual), re.sub(r"\s+", " ", audio)
+        english = gloss(parts[i])
+        audio = _is_audio_clause(english)
+        if sides[audio] and i:
+            sides[audio].append(parts[i - 1])
+            glossed[audio].append(gloss(parts[i - 1]))
+        sides[audio].append(parts[i])
+        glossed[audio].append(english)
+    visual = re.sub(r"\s+", " ", "".join(sides[False]).strip(" ,;"))
+    return visual, re.sub(r"\s+", " ", "".join(glossed[True]).strip(" ,;"))
 
 
 # ---------------------------------------------------------------- the plan
 
+def _number(text: str | None) -> float:
+    return float((text or "0").replace(",", "."))
+
+
+def _absolute_silences(text: str) -> tuple[list[SilenceSpan], str]:
+    """Silences given in seconds, and the text without them (so no fraction counts them twice)."""
+    spans = []
+    for pattern in ABSOLUTE_SILENCES:
+        for m in re.finditer(rf"\b(?:{pattern})", text, re.IGNORECASE):
+            g = m.groupdict()
+            dur = _number(g.get("dur"))
+            if g.get("b"):
+                spans.append(SilenceSpan(_number(g["a"]), _number(g["b"]), seconds=True))
+            elif g.get("a"):
+                spans.append(SilenceSpan(_number(g["a"]), _number(g["a"]) + dur, seconds=True))
+            elif (g.get("at") or "") in ("end", "close") or g.get("from") in ("last", "final", "closing"):
+                spans.append(SilenceSpan(dur, 0.0, seconds=True, from_end=True))
+            elif g.get("at") or g.get("from") or not re.search(r"\bthen\b", text[: m.start()]):
+                spans.append(SilenceSpan(0.0, dur, seconds=True))  # "2 s of silence": first
+            else:
+                spans.append(SilenceSpan(dur, 0.0, seconds=True, from_end=True))  # "... then 2 s of silence"
+        text = re.sub(rf"\b(?:{pattern})", " ", text, flags=re.IGNORECASE)
+    return [s for s in spans if s.start != s.end], text
+
+
+def _ordered_silence(text: str) -> list[SilenceSpan]:
+    """A bare "silence" placed by where it stands: "eerie silence then a scream" opens silent."""
+    if not _find(r"silence", text) or _find(r"(?:no|without) (?:any )?silence", text):
+        return []
+    parts = [p for p in re.split(r"\bthen\b|\bfollowed by\b|[,;.!?]", text) if p.strip()]
+    where = next(i for i, p in enumerate(parts) if _find(r"silence", p))
+    if len(parts) < 2:
+        return []
+    start, end = (0.0, 0.15) if where == 0 else (0.82, 1.0) if where == len(parts) - 1 else (0.45, 0.6)
+    return [SilenceSpan(start, end)]
+
+
 def _dynamics(text: str, audio_text: str) -> Dynamics:
-    """Shape and silences; ambiguous words and silences count only in audio clauses."""
+    """Shape and silences; ambiguous words and fractional silences count only in audio clauses."""
     shape = next((s for p, s, _ in SHAPE_PATTERNS if _find(p, audio_text)), None)
     shape = shape or next((s for p, s, strong in SHAPE_PATTERNS if strong and _find(p, text)), "steady")
-    silences = [SilenceSpan(a, b) for p, (a, b) in SILENCE_PATTERNS if _find(p, audio_text)]
-    return Dynamics(shape, tuple(sorted(silences, key=lambda s: s.start)))
+    silences, rest = _absolute_silences(text)
+    _, audio_rest = _absolute_silences(audio_text)
+    fractions = [SilenceSpan(a, b) for p, (a, b) in SILENCE_PATTERNS if _find(p, audio_rest)]
+    if not silences and not fractions:
+        fractions = _ordered_silence(rest)
+    return Dynamics(shape, tuple(sorted(silences + fractions, key=lambda s: (s.seconds, s.start))))
 
 
 def _scenes(text: str) -> list[tuple[str, tuple[str, ...], str, str | None]]:
@@ -406,23 +465,40 @@ def _scenes(text: str) -> list[tuple[str, tuple[str, ...], str, str | None]]:
     return sorted(found, key=lambda v: order[id(v)])  # type: ignore[return-value]
 
 
-def _music(text: str, scenes: list, dynamics: Dynamics) -> MusicPlan:
+_MUSIC_NOUNS = r"music|soundtrack|score|melody|tune|song|theme|ballad|beat"
+
+
+def _own_music_words(text: str) -> list[str]:
+    """Describing words the tables don't know, taken as written: "bittersweet music"."""
+    known = [p for p, _ in INSTRUMENTS] + list(GENRES) + list(MOODS) + [AUDIO_FILLER, AUDIO_MARKERS]
+    words = []
+    for m in re.finditer(rf"\b([a-z][a-z-]{{3,}})\s+(?:{_MUSIC_NOUNS})\b", text, re.IGNORECASE):
+        if not any(re.fullmatch(p, m.group(1), re.IGNORECASE) for p in known):
+            words.append(m.group(1).lower())
+    return words
+
+
+def _music(text: str, scenes: list, dynamics: Dynamics, action_mood: str | None) -> MusicPlan:
+    """Music from the whole prompt (mood words in the order written) and the actions' mood."""
     instruments = _unique([v for _, _, v in _all_matches(INSTRUMENTS, text)])  # type: ignore[misc]
     genres = [v for _, _, v in _all_matches(list(GENRES.items()), text)]
     moods = _unique([v for _, _, v in _all_matches(list(MOODS.items()), text)])  # type: ignore[misc]
     genre = genres[0] if genres else None
     explicit = bool(instruments or genre or _find(r"music|soundtrack|score|melody|song", text))
-    # explicit words win: mood word > the named genre's mood > the scene's mood
+    # explicit words win: mood word > the named genre's mood > an action's > the scene's
     scene_mood = scenes[0][2] if scenes else "neutral"
-    mood = moods[0] if moods else GENRE_MOOD.get(genre or "", scene_mood)
+    mood = moods[0] if moods else GENRE_MOOD.get(genre or "", action_mood or scene_mood)
     if genre is None and not instruments:
-        genre = (scenes[0][3] if scenes and scenes[0][3] else None) or MOOD_DEFAULTS[mood][1]
+        scene_genre = scenes[0][3] if scenes and scenes[0][3] and not action_mood else None
+        genre = scene_genre or MOOD_DEFAULTS[mood][1]
     if not instruments:
         instruments = GENRE_INSTRUMENTS.get(genre or "", ()) or MOOD_DEFAULTS[mood][2]
-    tempo = _tempo(text, mood if moods else None, genre, scene_mood)
+    tempo = _tempo(text, mood if moods or action_mood else None, genre, scene_mood)
     words = list(moods[:2]) or [mood]
     if words == ["neutral"]:
         words = []
+    own = _own_music_words(text)[:2]  # the user's words beat a mood inferred from the scene
+    words = list(_unique(own + (words if moods or not own else [])))
     desc = " ".join(words + ([genre] if genre else []) + ["music"])
     desc += f" with {', '.join(instruments)}, {tempo} bpm"
     shape_text = {
@@ -451,44 +527,66 @@ def _tempo(text: str, mood: str | None, genre: str | None, scene_mood: str) -> i
     return tempo
 
 
-def _ambience(text: str, scenes: list) -> AmbiencePlan:
+def _ambience(text: str, english: str, scenes: list, phrases: list[SoundPhrase]) -> AmbiencePlan:
+    """Scene sounds, named sounds and the prompt's own ambient phrases, in its setting."""
     asked = [v for _, _, v in _all_matches(SOUNDS, " ".join(_EXPLICIT_AMBIENCE.findall(text)))]
     named = [v for _, _, v in _all_matches(SOUNDS, text)]
     inferred = list(scenes[0][1]) if scenes and not asked else []  # explicit sounds win
     sounds = _unique(asked + named + inferred)[:5]  # type: ignore[arg-type]
-    environment = scenes[0][0] if scenes else None
-    if not sounds:
+    own = [p.text for p in phrases if p.ambient]
+    place = find_place(english)
+    environment = scenes[0][0] if scenes else (place[1] if place else None)
+    if not sounds and not own and place is None:
         sounds = ("soft room tone",) if environment is None else ()
-    place = f"{environment} ambience" if environment else "ambience"
+    heard = _unique(own + [s for s in sounds if not any(s in o.lower() for o in own)])
+    setting = place[0] if place else environment
+    description = f"{setting} ambience" if setting else "ambience"
     return AmbiencePlan(
         enabled=not _NO_AMBIENCE.search(text), environment=environment, sounds=sounds,
-        description=f"{place}: {', '.join(sounds)}",
+        description=description + (f": {', '.join(heard)}" if heard else ""),
+        place=place[0] if place else None,
     )
 
 
-def _sfx(text: str) -> tuple[SfxCue, ...]:
-    cues: dict[str, SfxCue] = {}
-    for _, trigger, (label, desc, kind) in _all_matches(SFX, text):  # type: ignore[misc]
-        cues.setdefault(label, SfxCue(label, desc, trigger, kind))
-    return tuple(cues.values())
+MAX_CUES = 6
+
+
+# Words that make an action the music's part: "drums pounding", "a choir singing", "a jazz
+# band plays". Bells and chants are left out: "church bells ring" and "the crowd chants" are
+# sounds of the scene.
+_MUSIC_ACTION = "|".join([p for p, name in INSTRUMENTS if name not in ("bells", "choir")] + [
+    r"music|melod\w+|songs?|tunes?|beats?|bands?|orchestras?|choirs?|choral|jazz|symphon\w+"])
+
+
+def _is_music(phrase: str) -> bool:
+    return bool(_find(_MUSIC_ACTION, phrase))
+
+
+def _sfx(phrases: list[SoundPhrase]) -> tuple[SfxCue, ...]:
+    """One cue per sound-making action that is not ambience, in the prompt's own words."""
+    cues = [SfxCue(p.head, p.text, p.text, p.kind) for p in phrases if not p.ambient]
+    return tuple(cues[:MAX_CUES])
 
 
 def plan_prompt(prompt: str) -> AudioPlan:
     """Split a user's prompt into a visual prompt and an audio plan (see module docstring)."""
     text = " ".join(prompt.split())
     visual, audio = _split_prompt(text)
+    english = gloss(text)  # the audio plan reads the English gloss; equal for English prompts
     if not visual:  # only audio words: the video model still needs a prompt
-        visual, audio = text, text
-    scenes = _scenes(text)
-    # SFX come from visual actions and explicit "sound of ..." phrases, not from audio
-    # clauses: "building" there is dynamics, "waves crashing" ambience.
-    sfx_text = " ".join([visual if visual != audio else ""] + _EXPLICIT_AMBIENCE.findall(text))
-    dynamics = _dynamics(text, audio)
+        visual, audio = text, english
+    scenes = _scenes(english)
+    # Sounds come from visual actions and explicit "sound of ..." phrases, not from audio
+    # clauses: "building" there is dynamics, "drums pounding" music.
+    sound_text = ", ".join([visual] + _EXPLICIT_AMBIENCE.findall(text))
+    phrases = [p for p in sound_phrases(sound_text) if not _is_music(p.text)]
+    action_mood = next((p.mood for p in phrases if p.mood and not p.ambient), None)
+    dynamics = _dynamics(english, audio)
     return AudioPlan(
         prompt=prompt,
         visual_prompt=visual,
-        music=_music(text, scenes, dynamics),
-        ambience=_ambience(text, scenes),
-        sfx=_sfx(sfx_text),
+        music=_music(english, scenes, dynamics, action_mood),
+        ambience=_ambience(english, sound_text or visual, scenes, phrases),
+        sfx=_sfx(phrases),
         dynamics=dynamics,
     )

@@ -213,11 +213,39 @@ def test_crescendo_rises_and_silence_is_silent(models: Models, tmp_path: Path) -
         tmp_path / "silence.mp4",
     )
     (span,) = quiet.plan.dynamics.silences
-    n = quiet.mix.audio.shape[-1]
-    inside = quiet.mix.audio[:, round(span.start * n) + 1: round(span.end * n) - 1]
+    start, end = (round(t * SAMPLE_RATE) for t in span.bounds(quiet.duration_s))
+    inside = quiet.mix.audio[:, start + 1: end - 1]
     assert inside.shape[-1] > 0.3 * SAMPLE_RATE
     assert np.abs(inside).max() < 1e-6
     assert np.abs(quiet.mix.audio).max() > 0.01  # the rest is not silent
+
+
+def _decoded_audio(path: Path) -> tuple[np.ndarray, int]:
+    """The MP4's audio as PyAV decodes it: (channels, samples), sample rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().reshape(stream.channels, -1) for frame in container.decode(stream)]
+        return np.concatenate(chunks, axis=1), stream.rate
+
+
+def test_silence_in_seconds_is_silent_in_the_delivered_file(models: Models, tmp_path: Path) -> None:
+    """"2 s of silence at the start" on a 4 s clip: the decoded MP4 is silent for 2 s, then not."""
+    result = generate_clip(
+        models, ClipRequest("2 s of silence at the start, then a door slams, piano music", 4.0, 3),
+        tmp_path / "silent-start.mp4",
+    )
+    (span,) = result.plan.dynamics.silences
+    assert span.seconds and span.bounds(result.duration_s) == (0.0, 2.0)
+    audio, rate = _decoded_audio(result.path)
+    margin = round(2 * AAC_FRAME_S * rate)  # the codec's frame and priming around the edge
+    inside = audio[:, margin: round(2.0 * rate) - margin]
+    after = audio[:, round(2.0 * rate) + margin:]
+    rms = [float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) for x in (inside, after)]
+    assert inside.shape[-1] > 1.5 * rate and after.shape[-1] > 1.5 * rate
+    assert rms[0] < 1e-4 and np.abs(inside).max() < 1e-3, rms  # near-silent: -80 dB RMS
+    assert rms[1] > 100 * rms[0] and rms[1] > 1e-3, rms  # the rest is heard
 
 
 def test_a_prompt_without_audio_words_gets_music_and_a_fitting_ambience(
