@@ -21,15 +21,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from gpu_worker.camera_motion import camera_offsets, frame_background, world_background
+from gpu_worker.camera_motion import background, camera_paths
 
 MAX_SIDE = 256  # analysis resolution
 NOISE_FLOOR = 0.02  # luma change (0..1) ignored as sensor/compression noise in motion energy
 PIXEL_THRESHOLD = 0.04  # luma change (0..1) that counts as a changed pixel, above noise
 CUT_DISTANCE = 0.35  # histogram distance (0..1) for a scene change
 FLASH_RISE = 0.12  # brightness jump (0..1) for a flash
+MIN_OBJECT = 0.003  # share of the picture a moving thing must cover to be followed
 IMPACT_SHARPNESS = 3.0  # velocity change vs the clip's median change
 
 
@@ -83,7 +85,7 @@ def analyze_frames(frames: np.ndarray, fps: float, *, max_events: int = 16,
     blocked = flash_spans.copy()
     for t, _ in cuts:
         blocked[t] = True
-    impacts = _impacts(luma, blocked)
+    impacts = _impacts(luma, blocked, [t for t, _ in cuts])
 
     spacing = max(1, round(min_spacing * fps))
     candidates = [(0, -s, t, "cut", None) for t, s in cuts]
@@ -150,36 +152,89 @@ def _flashes(brightness: np.ndarray, fps: float) -> tuple[list[tuple[int, float]
     return found, spans
 
 
-def _positions(luma: list[np.ndarray], blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _positions(luma: list[np.ndarray], blocked: np.ndarray,
+               cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Where what moves in the world is: (T, 2) centroid (y, x) in world pixels (the camera's
     own motion removed, :mod:`gpu_worker.camera_motion`) and (T,) its horizontal position in
     the frame, 0 (left edge) .. 1 (right edge); NaN when unclear.
 
-    The background is the per-pixel median of the frames placed at their camera offsets. A
-    frame whose foreground is tiny (nothing moves) or covers most of the picture (a different
-    scene, or camera motion that could not be followed) has no position.
+    Each shot (the frames between cuts) has its own world; a frame's background is the
+    per-pixel median of the shot's frames nearest to it, warped into it. Each frame is compared with the background
+    seen through it after matching its brightness to it (gain and offset fitted on the
+    background pixels), so a fade is no motion. The moving thing is the largest connected
+    part of what differs; a frame where it is tiny (nothing moves) or covers most of the
+    picture (motion that could not be followed) has no position.
     """
-    offsets = camera_offsets(luma, blocked)
-    background, origin = world_background(luma, offsets)
-    positions = np.full((len(luma), 2), np.nan)
-    across = np.full(len(luma), np.nan)
+    n = len(luma)
+    positions = np.full((n, 2), np.nan)
+    across = np.full(n, np.nan)
     shape = luma[0].shape
-    for t, y in enumerate(luma):
-        seen = frame_background(background, origin, offsets[t], shape)
-        weight = np.abs(y - seen)
-        known = np.isfinite(weight)
-        weight[~known | (weight < PIXEL_THRESHOLD)] = 0.0
-        area = np.count_nonzero(weight)
-        if 3 <= area <= 0.5 * np.count_nonzero(known):
-            ys, xs = np.nonzero(weight)
-            w = weight[ys, xs]
-            cy, cx = np.average(ys, weights=w), np.average(xs, weights=w)
-            positions[t] = cy + offsets[t][0], cx + offsets[t][1]
-            across[t] = cx / max(1, shape[1] - 1)
+    luma = [cv2.GaussianBlur(y, (0, 0), 1.0) for y in luma]  # warps blur too: compare like with like
+    bounds = [0, *sorted(cuts), n]
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        shot = [t for t in range(start, end) if not blocked[t]]
+        if len(shot) < 3:
+            continue
+        paths = np.repeat(np.eye(3)[None], n, axis=0)
+        paths[start:end] = camera_paths(luma[start:end], blocked[start:end])
+        blobs: dict[int, np.ndarray] = {}
+        for hide in (None, blobs):  # the second time without the moving thing in the median
+            found = {}
+            for t in shot:
+                weight = _difference(luma[t], background(luma, paths, t, shot, hide))
+                known = np.isfinite(weight)
+                weight[~known] = 0.0
+                blob = _largest_blob(weight >= PIXEL_THRESHOLD)
+                area = np.count_nonzero(blob)
+                if max(4, MIN_OBJECT * blob.size) <= area <= 0.5 * np.count_nonzero(known):
+                    found[t] = blob
+                    ys, xs = np.nonzero(blob)
+                    w = weight[ys, xs]
+                    cy, cx = np.average(ys, weights=w), np.average(xs, weights=w)
+                    wx, wy, _ = paths[t] @ (cx, cy, 1.0)
+                    positions[t] = wy, wx
+                    across[t] = cx / max(1, shape[1] - 1)
+                else:
+                    positions[t], across[t] = np.nan, np.nan
+            blobs.update({t: cv2.dilate(b.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                          for t, b in found.items()})
     return positions, across
 
 
-def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, float, float | None]]:
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` after an opening (specks of noise removed)."""
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
+                              cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    if count < 2:
+        return np.zeros(mask.shape, bool)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _difference(frame: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """|frame - (gain * seen + offset)|, the gain and offset least-squares fitted twice: on
+    every known pixel, then on those that fit (the background); NaN where ``seen`` is."""
+    known = np.isfinite(seen)
+    out = np.full(frame.shape, np.nan, np.float32)
+    if np.count_nonzero(known) < 16:
+        return out
+    x, y = seen[known].astype(np.float64), frame[known].astype(np.float64)
+    use = np.ones(x.size, bool)
+    gain, offset = 1.0, 0.0
+    for _ in range(2):
+        if np.std(x[use]) < 0.03:  # a flat picture: a gain can't be told from an offset
+            gain, offset = 1.0, float(np.median(y[use] - x[use]))
+        else:
+            gain, offset = np.polyfit(x[use], y[use], 1)
+        use = np.abs(y - (gain * x + offset)) < PIXEL_THRESHOLD
+        if use.sum() < 16:
+            break
+    out[known] = np.abs(y - (gain * x + offset))
+    return out
+
+
+def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
+             cuts: list[int]) -> list[tuple[int, float, float | None]]:
     """Frames where the foreground's velocity reverses on an axis or stops dead, sharply.
 
     The impact frame is the one where the object is at its turning point: velocity into
@@ -188,7 +243,7 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, flo
     n = len(luma)
     if n < 3:
         return []
-    p, across = _positions(luma, blocked)
+    p, across = _positions(luma, blocked, cuts)
     v = np.full((n, 2), np.nan)
     v[1:] = p[1:] - p[:-1]
     v[blocked] = np.nan  # velocities across a cut or a flash mean nothing
