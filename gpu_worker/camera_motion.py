@@ -6,8 +6,9 @@ similarity transform (shift, zoom, roll) with RANSAC, so a moving object's own c
 outliers. Chained, these place every frame in one shared "world" (the first frame's pixels).
 :func:`background` is the per-pixel median of a frame's neighbours warped into it, so what
 stays still in the world (the set, the landscape) is background and what moves in it (a
-ball, a door) is foreground, whatever the camera did. A frame whose inlier corners don't spread over the picture (a flat
-wall: the only corners are on the moving object) counts as a still camera.
+ball, a door) is foreground, whatever the camera did. A motion whose inlier corners don't spread over the picture (a flat
+wall: the only corners are on the moving object), or that doesn't make the two frames match
+better than no motion does, is no camera motion.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MIN_COVERAGE = 3  # a world pixel seen by fewer frames has no trustworthy backgr
 MIN_CORNERS = 8  # fewer inlier corners: no trustworthy camera motion, the camera is still
 MIN_SPREAD = 0.4  # the inliers must span this share of the frame's width and height
 RANSAC_PX = 1.0  # reprojection error (px) that still counts as an inlier
+EXPLAINS = 0.8  # the camera moved only if its motion leaves this share of the still misfit
 STILL_PX = 0.05  # a fitted motion smaller than this everywhere in the frame is no motion
 
 
@@ -48,7 +50,19 @@ def _step(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
     frame_corners = np.float64([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]])
     if np.abs(frame_corners @ (step - still).T).max() < STILL_PX:
         return still
+    if _misfit(previous, current, step) >= EXPLAINS * _misfit(previous, current, still):
+        return still  # it doesn't explain the picture: corners on a moving thing, or too few
     return step
+
+
+def _misfit(previous: np.ndarray, current: np.ndarray, step: np.ndarray) -> float:
+    """Median |current - previous moved by ``step``| where both are seen."""
+    h, w = current.shape
+    moved = cv2.warpAffine(previous.astype(np.float32), step[:2], (w, h),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+    difference = np.abs(current - moved)
+    return float(np.nanmedian(difference)) if np.isfinite(difference).any() else float("inf")
 
 
 def camera_paths(luma: list[np.ndarray], skip: np.ndarray | None = None) -> np.ndarray:
