@@ -27,6 +27,7 @@ import numpy as np
 from gpu_worker.camera_motion import background, camera_paths
 
 MAX_SIDE = 256  # analysis resolution
+MOTION_SIDE = 128  # resolution at which moving things are followed (impacts)
 NOISE_FLOOR = 0.02  # luma change (0..1) ignored as sensor/compression noise in motion energy
 PIXEL_THRESHOLD = 0.04  # luma change (0..1) that counts as a changed pixel, above noise
 CUT_DISTANCE = 0.35  # histogram distance (0..1) for a scene change
@@ -222,10 +223,13 @@ def _difference(frame: np.ndarray, seen: np.ndarray) -> np.ndarray:
     use = np.ones(x.size, bool)
     gain, offset = 1.0, 0.0
     for _ in range(2):
-        if np.std(x[use]) < 0.03:  # a flat picture: a gain can't be told from an offset
-            gain, offset = 1.0, float(np.median(y[use] - x[use]))
+        xs, ys = x[use], y[use]
+        spread = float(xs.var())
+        if spread < 0.03 ** 2:  # a flat picture: a gain can't be told from an offset
+            gain, offset = 1.0, float(np.median(ys - xs))
         else:
-            gain, offset = np.polyfit(x[use], y[use], 1)
+            gain = float(np.mean((xs - xs.mean()) * (ys - ys.mean()))) / spread
+            offset = float(ys.mean()) - gain * float(xs.mean())
         use = np.abs(y - (gain * x + offset)) < PIXEL_THRESHOLD
         if use.sum() < 16:
             break
@@ -243,6 +247,10 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
     n = len(luma)
     if n < 3:
         return []
+    k = math.ceil(max(luma[0].shape) / MOTION_SIDE)
+    if k > 1:  # following a moving thing needs fewer pixels than the rest
+        h, w = (luma[0].shape[0] // k) * k, (luma[0].shape[1] // k) * k
+        luma = [y[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3)) for y in luma]
     p, across = _positions(luma, blocked, cuts)
     v = np.full((n, 2), np.nan)
     v[1:] = p[1:] - p[:-1]

@@ -7,6 +7,8 @@ every frame; a ball may bounce somewhere in that world. Events are the bounce fr
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from tests.synthetic_clips import Clip, _finish
@@ -129,6 +131,7 @@ def scene(*, fps: float = 24.0, seconds: float = 2.0, size: int = 64, seed: int 
     return Clip(_finish(frames, noise, seed + 2), fps, events)
 
 
+@lru_cache(maxsize=1)
 def sync_set() -> dict[str, Clip]:
     """The deterministic sync set (24 scenes): each kind of shot at 24 and 30 fps."""
     clips: dict[str, Clip] = {}
@@ -151,3 +154,17 @@ def sync_set() -> dict[str, Clip]:
         for i, (name, params) in enumerate(kinds.items()):
             clips[f"{name} @{fps:g}"] = scene(fps=fps, seed=21 + i, **params)
     return clips
+
+
+def match_events(truth: dict[int, str] | list[int], found: list[int], tolerance: int = 1) -> list[tuple[int, int]]:
+    """(true frame, found frame) pairs, each found event used once, within ``tolerance``
+    frames: the true events are taken in order, each with the nearest unused found one."""
+    pairs: list[tuple[int, int]] = []
+    free = sorted(found)
+    for t in sorted(truth):
+        near = [f for f in free if abs(f - t) <= tolerance]
+        if near:
+            best = min(near, key=lambda f: (abs(f - t), f))
+            free.remove(best)
+            pairs.append((t, best))
+    return pairs
