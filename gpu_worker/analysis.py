@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gpu_worker.camera_motion import background, camera_paths
+from gpu_worker.camera_motion import background, camera_paths, warp_into
 
 MAX_SIDE = 256  # analysis resolution
 MOTION_SIDE = 128  # resolution at which moving things are followed (impacts)
@@ -185,7 +185,7 @@ def _positions(luma: list[np.ndarray], blocked: np.ndarray,
                 weight = _difference(luma[t], background(luma, paths, t, shot, hide))
                 known = np.isfinite(weight)
                 weight[~known] = 0.0
-                blob = _largest_blob(weight >= PIXEL_THRESHOLD)
+                blob = _largest_blob(weight >= PIXEL_THRESHOLD, _moving(luma, paths, t, shot))
                 area = np.count_nonzero(blob)
                 if max(4, MIN_OBJECT * blob.size) <= area <= 0.5 * np.count_nonzero(known):
                     found[t] = blob
@@ -202,14 +202,28 @@ def _positions(luma: list[np.ndarray], blocked: np.ndarray,
     return positions, across
 
 
-def _largest_blob(mask: np.ndarray) -> np.ndarray:
-    """The largest connected part of ``mask`` after an opening (specks of noise removed)."""
+def _moving(luma: list[np.ndarray], paths: np.ndarray, t: int, shot: list[int]) -> np.ndarray:
+    """Pixels of frame ``t`` that changed since the shot's previous frame or before its next
+    one, the camera's motion removed: where something is moving right now."""
+    i = shot.index(t)
+    moving = np.zeros(luma[t].shape, bool)
+    for k in shot[max(0, i - 1):i] + shot[i + 1:i + 2]:
+        change = np.abs(luma[t] - warp_into(luma[k], paths, k, t))
+        moving |= np.nan_to_num(change) >= PIXEL_THRESHOLD
+    return moving
+
+
+def _largest_blob(mask: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` (after an opening: specks of noise removed)
+    that is moving now: a place where the background is wrong (a ghost of something that
+    stood there a while) differs from the background but not from the frames around it."""
     opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
                               cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
-    if count < 2:
+    live = np.unique(labels[moving & (labels > 0)])
+    if live.size == 0:
         return np.zeros(mask.shape, bool)
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == live[int(np.argmax(stats[live, cv2.CC_STAT_AREA]))]
 
 
 def _difference(frame: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -242,7 +256,8 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
     """Frames where the foreground's velocity reverses on an axis or stops dead, sharply.
 
     The impact frame is the one where the object is at its turning point: velocity into
-    frame t is v[t] = p[t] - p[t-1], out of it v[t+1].
+    frame t is v[t] = p[t] - p[t-1], out of it v[t+1]. The motion must hold for two frames on
+    each side (where known), so one frame where the position was misread is no impact.
     """
     n = len(luma)
     if n < 3:
@@ -270,8 +285,12 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
         if (valid[t - 1] and change[t - 1] > c) or (valid[t + 1] and change[t + 1] >= c):
             continue  # not the sharpest moment
         before, after = v[t], v[t + 1]
-        reverses = np.any((before * after < 0) & (np.minimum(abs(before), abs(after)) >= v_min))
-        speed_in, speed_out = np.linalg.norm(before), np.linalg.norm(after)
+        earlier = v[t - 1] if np.all(np.isfinite(v[t - 1])) else before  # a frame further out,
+        later = v[t + 2] if t + 2 < n and np.all(np.isfinite(v[t + 2])) else after  # if known
+        steady = (earlier * before > 0) & (after * later > 0)  # one glitched frame is no turn
+        reverses = np.any(steady & (before * after < 0) & (np.minimum(abs(before), abs(after)) >= v_min))
+        speed_in = min(np.linalg.norm(earlier), np.linalg.norm(before))
+        speed_out = max(np.linalg.norm(after), np.linalg.norm(later))
         stops = speed_in >= 2 * v_min and speed_out < 0.3 * speed_in
         if reverses or stops:
             x = float(across[t]) if np.isfinite(across[t]) else None

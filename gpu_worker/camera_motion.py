@@ -83,6 +83,14 @@ def camera_paths(luma: list[np.ndarray], skip: np.ndarray | None = None) -> np.n
     return paths
 
 
+def warp_into(frame: np.ndarray, paths: np.ndarray, k: int, t: int) -> np.ndarray:
+    """Frame ``k``'s picture (``frame``) moved into frame ``t``'s pixels; NaN where unseen."""
+    h, w = frame.shape
+    return cv2.warpAffine(frame.astype(np.float32), (np.linalg.inv(paths[t]) @ paths[k])[:2], (w, h),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=float("nan"))
+
+
 def background(luma: list[np.ndarray], paths: np.ndarray, t: int, frames: list[int],
                hide: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """What stays still in the world, seen through frame ``t``: the per-pixel median of the
@@ -95,14 +103,9 @@ def background(luma: list[np.ndarray], paths: np.ndarray, t: int, frames: list[i
     on one spot would otherwise be there more often than the wall behind it).
     """
     hide = hide or {}
-    h, w = luma[t].shape
     nearest = sorted(frames, key=lambda k: (abs(k - t), k))[:BACKGROUND_FRAMES]
-    into_t = np.linalg.inv(paths[t])
     stack = np.stack([
-        cv2.warpAffine(np.where(hide[k], np.float32(np.nan), luma[k]).astype(np.float32)
-                       if k in hide else luma[k].astype(np.float32), (into_t @ paths[k])[:2], (w, h),
-                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=float("nan"))
+        warp_into(np.where(hide[k], np.float32(np.nan), luma[k]) if k in hide else luma[k], paths, k, t)
         for k in nearest
     ])
     return _nan_median(stack, min(MIN_COVERAGE, len(nearest)))
