@@ -6,11 +6,12 @@
 - "flash":  brightness jumps up and comes back down within half a second (lightning);
 - "cut":    the colour histogram changes a lot and stays changed (a scene change);
 - "impact": a moving thing changes velocity abruptly: it reverses on an axis (a ball
-  bouncing off the floor) or stops dead. Its position is the centroid of the pixels that
-  differ from the still background (per-pixel median over time), measured in the world
-  with the camera's own motion removed (:mod:`gpu_worker.camera_motion`), so a pan or a
-  shaking hand is not an event and an impact during one is still found. Each impact
-  carries its horizontal place in the frame (``x``), for panning its sound.
+  bouncing off the floor) or stops dead. Its position is the centroid of the largest moving
+  part of what differs from the still background (the per-pixel median of the neighbouring
+  frames, brightness matched), measured in the world with the camera's own motion removed
+  (:mod:`gpu_worker.camera_motion`), so a pan, a zoom, a shaking hand or a fade is not an
+  event and an impact during one is still found. Each impact carries its horizontal place
+  in the frame (``x``), for panning its sound.
 
 Events are de-duplicated (minimum spacing; cuts and flashes win over impacts) and capped.
 Frames are uint8 (T, H, W, 3) RGB; large frames are block-averaged to at most 256 pixels.
