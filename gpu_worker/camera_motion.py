@@ -30,7 +30,7 @@ def _step(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
     camera's motion can't be told from the corners (or there is none)."""
     still = np.eye(3)
     a, b = (np.clip(f * 255.0, 0, 255).astype(np.uint8) for f in (previous, current))
-    corners = cv2.goodFeaturesToTrack(b, maxCorners=400, qualityLevel=0.01, minDistance=3, blockSize=5)
+    corners = cv2.goodFeaturesToTrack(b, maxCorners=200, qualityLevel=0.01, minDistance=3, blockSize=5)
     if corners is None or len(corners) < MIN_CORNERS:
         return still
     moved, status, _ = cv2.calcOpticalFlowPyrLK(b, a, corners, None, winSize=(15, 15), maxLevel=3)
