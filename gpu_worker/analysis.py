@@ -289,7 +289,8 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
         earlier = v[t - 1] if np.all(np.isfinite(v[t - 1])) else before  # a frame further out,
         later = v[t + 2] if t + 2 < n and np.all(np.isfinite(v[t + 2])) else after  # if known
         steady = (earlier * before > 0) & (after * later > 0)  # one glitched frame is no turn
-        reverses = np.any(steady & (before * after < 0) & (np.minimum(abs(before), abs(after)) >= v_min))
+        fast = np.min(np.abs([earlier, before, after, later]), axis=0) >= v_min
+        reverses = np.any(steady & fast & (before * after < 0))
         speed_in = min(np.linalg.norm(earlier), np.linalg.norm(before))
         speed_out = max(np.linalg.norm(after), np.linalg.norm(later))
         stops = speed_in >= 2 * v_min and speed_out < 0.3 * speed_in
