@@ -161,10 +161,11 @@ def _positions(luma: list[np.ndarray], blocked: np.ndarray,
     the frame, 0 (left edge) .. 1 (right edge); NaN when unclear.
 
     Each shot (the frames between cuts) has its own world; a frame's background is the
-    per-pixel median of the shot's frames nearest to it, warped into it. Each frame is compared with the background
-    seen through it after matching its brightness to it (gain and offset fitted on the
-    background pixels), so a fade is no motion. The moving thing is the largest connected
-    part of what differs; a frame where it is tiny (nothing moves) or covers most of the
+    per-pixel median of the shot's frames nearest to it, warped into it, and is compared with
+    the frame after matching their brightness (gain and offset fitted on the background
+    pixels), so a fade is no motion. The moving thing is the largest connected part of what
+    differs that also moves between frames; it is then left out of the medians and everything
+    is measured once more. A frame where it is tiny (nothing moves) or covers most of the
     picture (motion that could not be followed) has no position.
     """
     n = len(luma)
@@ -179,6 +180,7 @@ def _positions(luma: list[np.ndarray], blocked: np.ndarray,
             continue
         paths = np.repeat(np.eye(3)[None], n, axis=0)
         paths[start:end] = camera_paths(luma[start:end], blocked[start:end])
+        moving = {t: _moving(luma, paths, t, shot) for t in shot}
         blobs: dict[int, np.ndarray] = {}
         for hide in (None, blobs):  # the second time without the moving thing in the median
             found = {}
@@ -186,7 +188,7 @@ def _positions(luma: list[np.ndarray], blocked: np.ndarray,
                 weight = _difference(luma[t], background(luma, paths, t, shot, hide))
                 known = np.isfinite(weight)
                 weight[~known] = 0.0
-                blob = _largest_blob(weight >= PIXEL_THRESHOLD, _moving(luma, paths, t, shot))
+                blob = _largest_blob(weight >= PIXEL_THRESHOLD, moving[t])
                 area = np.count_nonzero(blob)
                 if max(4, MIN_OBJECT * blob.size) <= area <= 0.5 * np.count_nonzero(known):
                     found[t] = blob

@@ -6,9 +6,9 @@ similarity transform (shift, zoom, roll) with RANSAC, so a moving object's own c
 outliers. Chained, these place every frame in one shared "world" (the first frame's pixels).
 :func:`background` is the per-pixel median of a frame's neighbours warped into it, so what
 stays still in the world (the set, the landscape) is background and what moves in it (a
-ball, a door) is foreground, whatever the camera did. A motion whose inlier corners don't spread over the picture (a flat
-wall: the only corners are on the moving object), or that doesn't make the two frames match
-better than no motion does, is no camera motion.
+ball, a door) is foreground, whatever the camera did. A motion whose inlier corners don't
+spread over the picture (a flat wall: the only corners are on the moving object), or that
+doesn't make the two frames match better than no motion does, is no camera motion.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 BACKGROUND_FRAMES = 17  # the frames nearest to one (itself included) that make its background
-MIN_COVERAGE = 3  # a world pixel seen by fewer frames has no trustworthy background
+MIN_COVERAGE = 3  # a pixel seen by fewer of those frames has no trustworthy background
 MIN_CORNERS = 8  # fewer inlier corners: no trustworthy camera motion, the camera is still
 MIN_SPREAD = 0.4  # the inliers must span this share of the frame's width and height
 RANSAC_PX = 1.0  # reprojection error (px) that still counts as an inlier
