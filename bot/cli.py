@@ -99,7 +99,7 @@ def score(
     video: Annotated[Path, typer.Argument(help="Any MP4 (or other video) with sound, whoever made it.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
     stem: Annotated[Optional[str], typer.Option(
-        help="Measure one stem alone (e.g. sfx): <stems>/<stem>.wav against the picture.")] = None,
+        help="Measure one stem alone (e.g. sfx): <stems>/<stem>.wav (or .m4a) against the picture.")] = None,
     stems: Annotated[Optional[Path], typer.Option(
         help="The stems folder (--stems of generate/sound); default: the video's folder.")] = None,
 ) -> None:

@@ -167,8 +167,8 @@ def gray_frames(path: str | os.PathLike[str]) -> tuple[Iterator[np.ndarray], flo
 def score_file(video: str | os.PathLike[str], stem: str | None = None,
                stems_dir: str | os.PathLike[str] | None = None) -> Score:
     """Score an MP4 (any video file with sound) against its own sound, or with ``stem``
-    against ``<stems_dir>/<stem>.wav`` alone (the folder ``--stems`` wrote; default: the
-    video's own folder)."""
+    against ``<stems_dir>/<stem>.wav`` (or ``.m4a``) alone (the folder ``--stems`` wrote;
+    default: the video's own folder)."""
     path = Path(video)
     if not path.is_file():
         raise ScoreError(f"{path} is not a file.")
@@ -181,10 +181,18 @@ def score_file(video: str | os.PathLike[str], stem: str | None = None,
             raise ScoreError(f"{path} has no sound to measure: AV-Align compares sound with picture.")
         sr = SAMPLE_RATE
     else:
-        track = Path(stems_dir if stems_dir is not None else path.parent) / f"{stem}.wav"
-        if not track.is_file():
-            raise ScoreError(f"No {stem} stem at {track} (write stems with --stems FOLDER).")
-        data, sr = soundfile.read(track, dtype="float32", always_2d=True)
-        audio = data.T
+        folder = Path(stems_dir if stems_dir is not None else path.parent)
+        wav, m4a = folder / f"{stem}.wav", folder / f"{stem}.m4a"
+        if wav.is_file():  # what --stems writes
+            data, sr = soundfile.read(wav, dtype="float32", always_2d=True)
+            audio = data.T
+        elif m4a.is_file():  # what the bots' Stems button sends
+            try:
+                decoded = decode_audio(m4a)
+            except MuxError as exc:
+                raise ScoreError(f"Can't read {m4a}: {exc}") from exc
+            audio, sr = (decoded if decoded is not None else np.zeros((2, 0), np.float32)), SAMPLE_RATE
+        else:
+            raise ScoreError(f"No {stem} stem at {wav} or {m4a} (write stems with --stems FOLDER).")
     gray, fps = gray_frames(path)
     return score(gray, fps, audio, sr)

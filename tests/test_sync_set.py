@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from gpu_worker.analysis import analyze_frames
 from gpu_worker.audio_types import SAMPLE_RATE
 from gpu_worker.mux import encode_mp4
+from gpu_worker.stem_files import stem_m4a
 from tests import sound_inputs
 from tests.camera_clips import match_events, scene, sync_set
 
@@ -101,7 +103,13 @@ def test_score_a_stem_alone_and_refuse_what_cannot_be_measured(
     missing = score(str(path), "--stem", "sfx", "--stems", str(tmp_path))
     assert missing.returncode == 2 and "No sfx stem" in missing.stderr
 
-    import soundfile
+    hit = np.zeros((2, 96_000), np.float32)
+    hit[:, 12_000:14_400] = np.random.default_rng(4).normal(0, 0.4, 2400) * np.exp(-np.arange(2400) / 300)
+    (tmp_path / "sfx.m4a").write_bytes(stem_m4a(hit))  # as the bots' Stems button sends it
+    from_m4a = score(str(path), "--stem", "sfx", "--stems", str(tmp_path), "--json")
+    assert from_m4a.returncode == 0, from_m4a.stderr
+    onsets = json.loads(from_m4a.stdout)["audio_onsets"]
+    assert len(onsets) == 1 and abs(onsets[0] - 0.25) < 0.03, onsets
 
     soundfile.write(tmp_path / "sfx.wav", np.zeros((48_000, 2), np.float32), SAMPLE_RATE)
     silent = score(str(path), "--stem", "sfx", "--stems", str(tmp_path), "--json")
