@@ -115,6 +115,29 @@ def plan(
 
 
 @app.command()
+def score(
+    video: Annotated[Path, typer.Argument(help="Any MP4 (or other video) with sound, whoever made it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
+    stem: Annotated[Optional[str], typer.Option(
+        help="Measure one stem alone (e.g. sfx): <stems>/<stem>.wav (or .m4a) against the picture.")] = None,
+    stems: Annotated[Optional[Path], typer.Option(
+        help="The stems folder (--stems of generate/sound); default: the video's folder.")] = None,
+) -> None:
+    """Measure how well the sound lands on the picture: visual events (optical-flow peaks),
+    audio onsets, each event's offset and AV-Align (as in the TempoTokens paper)."""
+    import json
+
+    from gpu_worker.av_align import ScoreError, score_file
+
+    try:
+        result = score_file(video, stem, stems)
+    except ScoreError as exc:
+        typer.echo(f"talkies score: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else "\n".join(result.lines()))
+
+
+@app.command()
 def worker() -> None:
     """Run a GPU worker (arq) against TALKIES_REDIS_URL."""
     _settings()

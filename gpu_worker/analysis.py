@@ -6,11 +6,12 @@
 - "flash":  brightness jumps up and comes back down within half a second (lightning);
 - "cut":    the colour histogram changes a lot and stays changed (a scene change);
 - "impact": a moving thing changes velocity abruptly: it reverses on an axis (a ball
-  bouncing off the floor) or stops dead. Its position is the centroid of the pixels that
-  differ from the still background (per-pixel median over time), measured in the world
-  with the camera's own motion removed (:mod:`gpu_worker.camera_motion`), so a pan or a
-  shaking hand is not an event and an impact during one is still found. Each impact
-  carries its horizontal place in the frame (``x``), for panning its sound.
+  bouncing off the floor) or stops dead. Its position is the centroid of the largest moving
+  part of what differs from the still background (the per-pixel median of the neighbouring
+  frames, brightness matched), measured in the world with the camera's own motion removed
+  (:mod:`gpu_worker.camera_motion`), so a pan, a zoom, a shaking hand or a fade is not an
+  event and an impact during one is still found. Each impact carries its horizontal place
+  in the frame (``x``), for panning its sound.
 
 Events are de-duplicated (minimum spacing; cuts and flashes win over impacts) and capped.
 Frames are uint8 (T, H, W, 3) RGB; large frames are block-averaged to at most 256 pixels.
@@ -21,15 +22,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from gpu_worker.camera_motion import camera_offsets, frame_background, world_background
+from gpu_worker.camera_motion import background, camera_paths, warp_into
 
 MAX_SIDE = 256  # analysis resolution
+MOTION_SIDE = 128  # resolution at which moving things are followed (impacts)
 NOISE_FLOOR = 0.02  # luma change (0..1) ignored as sensor/compression noise in motion energy
 PIXEL_THRESHOLD = 0.04  # luma change (0..1) that counts as a changed pixel, above noise
 CUT_DISTANCE = 0.35  # histogram distance (0..1) for a scene change
 FLASH_RISE = 0.12  # brightness jump (0..1) for a flash
+MIN_OBJECT = 0.003  # share of the picture a moving thing must cover to be followed
 IMPACT_SHARPNESS = 3.0  # velocity change vs the clip's median change
 
 
@@ -83,7 +87,7 @@ def analyze_frames(frames: np.ndarray, fps: float, *, max_events: int = 16,
     blocked = flash_spans.copy()
     for t, _ in cuts:
         blocked[t] = True
-    impacts = _impacts(luma, blocked)
+    impacts = _impacts(luma, blocked, [t for t, _ in cuts])
 
     spacing = max(1, round(min_spacing * fps))
     candidates = [(0, -s, t, "cut", None) for t, s in cuts]
@@ -150,45 +154,122 @@ def _flashes(brightness: np.ndarray, fps: float) -> tuple[list[tuple[int, float]
     return found, spans
 
 
-def _positions(luma: list[np.ndarray], blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _positions(luma: list[np.ndarray], blocked: np.ndarray,
+               cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Where what moves in the world is: (T, 2) centroid (y, x) in world pixels (the camera's
     own motion removed, :mod:`gpu_worker.camera_motion`) and (T,) its horizontal position in
     the frame, 0 (left edge) .. 1 (right edge); NaN when unclear.
 
-    The background is the per-pixel median of the frames placed at their camera offsets. A
-    frame whose foreground is tiny (nothing moves) or covers most of the picture (a different
-    scene, or camera motion that could not be followed) has no position.
+    Each shot (the frames between cuts) has its own world; a frame's background is the
+    per-pixel median of the shot's frames nearest to it, warped into it, and is compared with
+    the frame after matching their brightness (gain and offset fitted on the background
+    pixels), so a fade is no motion. The moving thing is the largest connected part of what
+    differs that also moves between frames; it is then left out of the medians and everything
+    is measured once more. A frame where it is tiny (nothing moves) or covers most of the
+    picture (motion that could not be followed) has no position.
     """
-    offsets = camera_offsets(luma, blocked)
-    background, origin = world_background(luma, offsets)
-    positions = np.full((len(luma), 2), np.nan)
-    across = np.full(len(luma), np.nan)
+    n = len(luma)
+    positions = np.full((n, 2), np.nan)
+    across = np.full(n, np.nan)
     shape = luma[0].shape
-    for t, y in enumerate(luma):
-        seen = frame_background(background, origin, offsets[t], shape)
-        weight = np.abs(y - seen)
-        known = np.isfinite(weight)
-        weight[~known | (weight < PIXEL_THRESHOLD)] = 0.0
-        area = np.count_nonzero(weight)
-        if 3 <= area <= 0.5 * np.count_nonzero(known):
-            ys, xs = np.nonzero(weight)
-            w = weight[ys, xs]
-            cy, cx = np.average(ys, weights=w), np.average(xs, weights=w)
-            positions[t] = cy + offsets[t][0], cx + offsets[t][1]
-            across[t] = cx / max(1, shape[1] - 1)
+    luma = [cv2.GaussianBlur(y, (0, 0), 1.0) for y in luma]  # warps blur too: compare like with like
+    bounds = [0, *sorted(cuts), n]
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        shot = [t for t in range(start, end) if not blocked[t]]
+        if len(shot) < 3:
+            continue
+        paths = np.repeat(np.eye(3)[None], n, axis=0)
+        paths[start:end] = camera_paths(luma[start:end], blocked[start:end])
+        moving = {t: _moving(luma, paths, t, shot) for t in shot}
+        blobs: dict[int, np.ndarray] = {}
+        for hide in (None, blobs):  # the second time without the moving thing in the median
+            found = {}
+            for t in shot:
+                weight = _difference(luma[t], background(luma, paths, t, shot, hide))
+                known = np.isfinite(weight)
+                weight[~known] = 0.0
+                blob = _largest_blob(weight >= PIXEL_THRESHOLD, moving[t])
+                area = np.count_nonzero(blob)
+                if max(4, MIN_OBJECT * blob.size) <= area <= 0.5 * np.count_nonzero(known):
+                    found[t] = blob
+                    ys, xs = np.nonzero(blob)
+                    w = weight[ys, xs]
+                    cy, cx = np.average(ys, weights=w), np.average(xs, weights=w)
+                    wx, wy, _ = paths[t] @ (cx, cy, 1.0)
+                    positions[t] = wy, wx
+                    across[t] = cx / max(1, shape[1] - 1)
+                else:
+                    positions[t], across[t] = np.nan, np.nan
+            blobs.update({t: cv2.dilate(b.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                          for t, b in found.items()})
     return positions, across
 
 
-def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, float, float | None]]:
+def _moving(luma: list[np.ndarray], paths: np.ndarray, t: int, shot: list[int]) -> np.ndarray:
+    """Pixels of frame ``t`` that changed since the shot's previous frame or before its next
+    one, the camera's motion removed: where something is moving right now."""
+    i = shot.index(t)
+    moving = np.zeros(luma[t].shape, bool)
+    for k in shot[max(0, i - 1):i] + shot[i + 1:i + 2]:
+        change = np.abs(luma[t] - warp_into(luma[k], paths, k, t))
+        moving |= np.nan_to_num(change) >= PIXEL_THRESHOLD
+    return moving
+
+
+def _largest_blob(mask: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` (after an opening: specks of noise removed)
+    that is moving now: a place where the background is wrong (a ghost of something that
+    stood there a while) differs from the background but not from the frames around it."""
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
+                              cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    live = np.unique(labels[moving & (labels > 0)])
+    if live.size == 0:
+        return np.zeros(mask.shape, bool)
+    return labels == live[int(np.argmax(stats[live, cv2.CC_STAT_AREA]))]
+
+
+def _difference(frame: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """|frame - (gain * seen + offset)|, the gain and offset least-squares fitted twice: on
+    every known pixel, then on those that fit (the background); NaN where ``seen`` is."""
+    known = np.isfinite(seen)
+    out = np.full(frame.shape, np.nan, np.float32)
+    if np.count_nonzero(known) < 16:
+        return out
+    x, y = seen[known].astype(np.float64), frame[known].astype(np.float64)
+    use = np.ones(x.size, bool)
+    gain, offset = 1.0, 0.0
+    for _ in range(2):
+        xs, ys = x[use], y[use]
+        spread = float(xs.var())
+        if spread < 0.03 ** 2:  # a flat picture: a gain can't be told from an offset
+            gain, offset = 1.0, float(np.median(ys - xs))
+        else:
+            gain = float(np.mean((xs - xs.mean()) * (ys - ys.mean()))) / spread
+            offset = float(ys.mean()) - gain * float(xs.mean())
+        use = np.abs(y - (gain * x + offset)) < PIXEL_THRESHOLD
+        if use.sum() < 16:
+            break
+    out[known] = np.abs(y - (gain * x + offset))
+    return out
+
+
+def _impacts(luma: list[np.ndarray], blocked: np.ndarray,
+             cuts: list[int]) -> list[tuple[int, float, float | None]]:
     """Frames where the foreground's velocity reverses on an axis or stops dead, sharply.
 
     The impact frame is the one where the object is at its turning point: velocity into
-    frame t is v[t] = p[t] - p[t-1], out of it v[t+1].
+    frame t is v[t] = p[t] - p[t-1], out of it v[t+1]. The motion must hold for two frames on
+    each side (where known), so one frame where the position was misread is no impact.
     """
     n = len(luma)
     if n < 3:
         return []
-    p, across = _positions(luma, blocked)
+    k = math.ceil(max(luma[0].shape) / MOTION_SIDE)
+    if k > 1:  # following a moving thing needs fewer pixels than the rest
+        h, w = (luma[0].shape[0] // k) * k, (luma[0].shape[1] // k) * k
+        luma = [y[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3)) for y in luma]
+    p, across = _positions(luma, blocked, cuts)
     v = np.full((n, 2), np.nan)
     v[1:] = p[1:] - p[:-1]
     v[blocked] = np.nan  # velocities across a cut or a flash mean nothing
@@ -207,8 +288,13 @@ def _impacts(luma: list[np.ndarray], blocked: np.ndarray) -> list[tuple[int, flo
         if (valid[t - 1] and change[t - 1] > c) or (valid[t + 1] and change[t + 1] >= c):
             continue  # not the sharpest moment
         before, after = v[t], v[t + 1]
-        reverses = np.any((before * after < 0) & (np.minimum(abs(before), abs(after)) >= v_min))
-        speed_in, speed_out = np.linalg.norm(before), np.linalg.norm(after)
+        earlier = v[t - 1] if np.all(np.isfinite(v[t - 1])) else before  # a frame further out,
+        later = v[t + 2] if t + 2 < n and np.all(np.isfinite(v[t + 2])) else after  # if known
+        steady = (earlier * before > 0) & (after * later > 0)  # one glitched frame is no turn
+        fast = np.min(np.abs([earlier, before, after, later]), axis=0) >= v_min
+        reverses = np.any(steady & fast & (before * after < 0))
+        speed_in = min(np.linalg.norm(earlier), np.linalg.norm(before))
+        speed_out = max(np.linalg.norm(after), np.linalg.norm(later))
         stops = speed_in >= 2 * v_min and speed_out < 0.3 * speed_in
         if reverses or stops:
             x = float(across[t]) if np.isfinite(across[t]) else None

@@ -1,119 +1,124 @@
-"""Global camera motion, so a pan or a shaking hand is not taken for an event.
+"""Global camera motion, so a pan, a zoom or a shaking hand is not taken for an event.
 
-:func:`camera_offsets` estimates, by phase correlation between consecutive frames (with a
-sub-pixel peak), where each frame's content sits in one shared "world" picture: a pan to
-the right moves every later frame's offset right. :func:`world_background` is the per-pixel
-median of the frames placed at their offsets, so what stays still in the world (the set, the
-landscape) is background and what moves in it (a ball, a door) is foreground, whatever the
-camera did. The camera counts as moving between two frames only when most of the picture
-changed (an object moving in a still shot changes a small part of it); a still camera gives
-offsets of zero, so the background is the frames' own median, as before.
+:func:`camera_paths` follows corners from each frame to the one before it (OpenCV's
+Shi-Tomasi corners and pyramidal Lucas-Kanade flow) and fits the camera's motion to them as a
+similarity transform (shift, zoom, roll) with RANSAC, so a moving object's own corners are
+outliers. Chained, these place every frame in one shared "world" (the first frame's pixels).
+:func:`background` is the per-pixel median of a frame's neighbours warped into it, so what
+stays still in the world (the set, the landscape) is background and what moves in it (a
+ball, a door) is foreground, whatever the camera did. A motion whose inlier corners don't
+spread over the picture (a flat wall: the only corners are on the moving object), or that
+doesn't make the two frames match better than no motion does, is no camera motion.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-MAX_BACKGROUND_FRAMES = 64
-MIN_COVERAGE = 3  # a world pixel seen by fewer frames has no trustworthy background
-GRID = 4  # the picture is judged in GRID x GRID blocks
-BLOCK_NOISE = 0.01  # mean luma change (0..1) of a block that counts as changed, above noise
-CAMERA_MOVED_SHARE = 0.4  # the camera moved only when this share of the blocks changed
+BACKGROUND_FRAMES = 17  # the frames nearest to one (itself included) that make its background
+MIN_COVERAGE = 3  # a pixel seen by fewer of those frames has no trustworthy background
+MIN_CORNERS = 8  # fewer inlier corners: no trustworthy camera motion, the camera is still
+MIN_SPREAD = 0.4  # the inliers must span this share of the frame's width and height
+RANSAC_PX = 1.0  # reprojection error (px) that still counts as an inlier
+EXPLAINS = 0.8  # the camera moved only if its motion leaves this share of the still misfit
+STILL_PX = 0.05  # a fitted motion smaller than this everywhere in the frame is no motion
 
 
-def _shift(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """(dy, dx) such that ``b(y, x) ~ a(y + dy, x + dx)``: how far the camera moved."""
-    fa = np.fft.fft2((a - a.mean()) * window)
-    fb = np.fft.fft2((b - b.mean()) * window)
-    cross = fa * np.conj(fb)
-    surface = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-9)).real
-    peak = np.unravel_index(int(np.argmax(surface)), surface.shape)
-    shift = np.zeros(2)
-    for axis, size in enumerate(surface.shape):
-        i = peak[axis]
-        before = surface[(i - 1) % size, peak[1]] if axis == 0 else surface[peak[0], (i - 1) % size]
-        after = surface[(i + 1) % size, peak[1]] if axis == 0 else surface[peak[0], (i + 1) % size]
-        centre = surface[peak]
-        curve = before - 2 * centre + after
-        sub = 0.5 * (before - after) / curve if curve < 0 else 0.0
-        signed = i if i <= size // 2 else i - size
-        shift[axis] = signed + float(np.clip(sub, -0.5, 0.5))
-    return shift
+def _step(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """3x3 transform from ``current``'s pixels (x, y) to ``previous``'s; identity when the
+    camera's motion can't be told from the corners (or there is none)."""
+    still = np.eye(3)
+    a, b = (np.clip(f * 255.0, 0, 255).astype(np.uint8) for f in (previous, current))
+    corners = cv2.goodFeaturesToTrack(b, maxCorners=200, qualityLevel=0.01, minDistance=3, blockSize=5)
+    if corners is None or len(corners) < MIN_CORNERS:
+        return still
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(b, a, corners, None, winSize=(15, 15), maxLevel=3)
+    ok = status.ravel() == 1
+    if ok.sum() < MIN_CORNERS:
+        return still
+    src, dst = corners[ok].reshape(-1, 2), moved[ok].reshape(-1, 2)
+    fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
+                                              ransacReprojThreshold=RANSAC_PX)
+    if fit is None:
+        return still
+    kept = src[inliers.ravel() == 1]
+    h, w = current.shape
+    if len(kept) < MIN_CORNERS or np.ptp(kept[:, 0]) < MIN_SPREAD * w or np.ptp(kept[:, 1]) < MIN_SPREAD * h:
+        return still
+    step = np.vstack([fit, [0.0, 0.0, 1.0]])
+    frame_corners = np.float64([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]])
+    if np.abs(frame_corners @ (step - still).T).max() < STILL_PX:
+        return still
+    if _misfit(previous, current, step) >= EXPLAINS * _misfit(previous, current, still):
+        return still  # it doesn't explain the picture: corners on a moving thing, or too few
+    return step
 
 
-def _residuals(a: np.ndarray, b: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block mean |b - a| without and with the (rounded) shift, over their overlap."""
-    dy, dx = (int(v) for v in np.rint(shift))
-    h, w = a.shape
-    if abs(dy) >= h // 2 or abs(dx) >= w // 2:
-        return np.ones(1), np.ones(1)
-    ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
-    moved_a = a[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
-    still, moved = np.abs(b[ys, xs] - a[ys, xs]), np.abs(b[ys, xs] - moved_a)
-
-    def blocks(x: np.ndarray) -> np.ndarray:
-        bh, bw = x.shape[0] // GRID, x.shape[1] // GRID
-        return x[:bh * GRID, :bw * GRID].reshape(GRID, bh, GRID, bw).mean(axis=(1, 3)).ravel()
-
-    return blocks(still), blocks(moved)
+def _misfit(previous: np.ndarray, current: np.ndarray, step: np.ndarray) -> float:
+    """Median |current - previous moved by ``step``| where both are seen."""
+    h, w = current.shape
+    moved = cv2.warpAffine(previous.astype(np.float32), step[:2], (w, h),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+    difference = np.abs(current - moved)
+    return float(np.nanmedian(difference)) if np.isfinite(difference).any() else float("inf")
 
 
-def _explains_the_picture(a: np.ndarray, b: np.ndarray, shift: np.ndarray) -> bool:
-    """Whether ``shift`` is the camera's: most of the picture changed, and the shift undoes
-    the change in most of the places that changed (a moving object changes only its own)."""
-    if not np.any(np.abs(shift) >= 0.5):
-        return False
-    still, moved = _residuals(a, b, shift)
-    changed = still > BLOCK_NOISE
-    if changed.mean() < CAMERA_MOVED_SHARE:
-        return False
-    return bool(np.mean(moved[changed] < 0.7 * still[changed]) >= 0.6)
+def camera_paths(luma: list[np.ndarray], skip: np.ndarray | None = None) -> np.ndarray:
+    """(T, 3, 3) transforms from each frame's pixels (x, y, 1) to the world's (frame 0's).
 
-
-def camera_offsets(luma: list[np.ndarray], cut: np.ndarray | None = None) -> np.ndarray:
-    """(T, 2) float offsets (y, x) of each frame in world pixels; frame 0 sits at (0, 0).
-
-    ``cut`` marks frames that start a new shot (or a flash): no motion is estimated across
-    them, the new shot simply continues from where the last one was.
+    Frames marked in ``skip`` (a flash) are not followed: the next frame is matched to the
+    last one that was, and a skipped frame keeps that one's place.
     """
     n = len(luma)
-    offsets = np.zeros((n, 2))
-    if n < 2:
-        return offsets
-    h, w = luma[0].shape
-    window = np.outer(np.hanning(h), np.hanning(w))
+    paths = np.repeat(np.eye(3)[None], n, axis=0)
+    last = 0
     for t in range(1, n):
-        step = np.zeros(2)
-        if cut is None or not cut[t]:
-            found = _shift(luma[t - 1], luma[t], window)
-            if _explains_the_picture(luma[t - 1], luma[t], found):
-                step = found  # else: an object moving in a still shot is no camera motion
-        offsets[t] = offsets[t - 1] + step
-    return offsets
+        if skip is not None and skip[t]:
+            paths[t] = paths[t - 1]
+            continue
+        paths[t] = paths[last] @ _step(luma[last], luma[t])
+        last = t
+    return paths
 
 
-def world_background(luma: list[np.ndarray], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The per-pixel median of the frames placed at their (rounded) offsets, and the world's
-    origin (y, x) in frame-0 pixels. Pixels seen by too few frames are NaN."""
-    whole = np.rint(offsets).astype(int)
-    low, high = whole.min(axis=0), whole.max(axis=0)
-    h, w = luma[0].shape
-    step = max(1, len(luma) // MAX_BACKGROUND_FRAMES)
-    picked = range(0, len(luma), step)
-    canvas = np.full((len(picked), h + high[0] - low[0], w + high[1] - low[1]), np.nan, np.float32)
-    for i, t in enumerate(picked):
-        y, x = whole[t] - low
-        canvas[i, y:y + h, x:x + w] = luma[t]
-    seen = np.count_nonzero(np.isfinite(canvas), axis=0)
-    background = np.full(canvas.shape[1:], np.nan, np.float32)
-    enough = seen >= min(MIN_COVERAGE, len(picked))
-    if enough.any():
-        background[enough] = np.nanmedian(canvas[:, enough], axis=0)
-    return background, low
+def warp_into(frame: np.ndarray, paths: np.ndarray, k: int, t: int) -> np.ndarray:
+    """Frame ``k``'s picture (``frame``) moved into frame ``t``'s pixels; NaN where unseen."""
+    h, w = frame.shape
+    return cv2.warpAffine(frame.astype(np.float32), (np.linalg.inv(paths[t]) @ paths[k])[:2], (w, h),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=float("nan"))
 
 
-def frame_background(background: np.ndarray, origin: np.ndarray, offset: np.ndarray,
-                     shape: tuple[int, int]) -> np.ndarray:
-    """The world background seen through the frame at ``offset`` (NaN where unknown)."""
-    y, x = np.rint(offset).astype(int) - origin
-    return background[y:y + shape[0], x:x + shape[1]]
+def background(luma: list[np.ndarray], paths: np.ndarray, t: int, frames: list[int],
+               hide: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """What stays still in the world, seen through frame ``t``: the per-pixel median of the
+    ``frames`` nearest to it (at most BACKGROUND_FRAMES), each warped into frame ``t``'s pixels
+    with the camera's motion between them. NaN where fewer than MIN_COVERAGE frames saw it.
+
+    Only nearby frames are used, so small errors in the chained camera motion don't add up
+    over a long pan, and the lighting is close to frame ``t``'s. ``hide`` masks, per frame,
+    pixels known to show a moving thing: they are left out of the median (a ball that hops
+    on one spot would otherwise be there more often than the wall behind it).
+    """
+    hide = hide or {}
+    nearest = sorted(frames, key=lambda k: (abs(k - t), k))[:BACKGROUND_FRAMES]
+    stack = np.stack([
+        warp_into(np.where(hide[k], np.float32(np.nan), luma[k]) if k in hide else luma[k], paths, k, t)
+        for k in nearest
+    ])
+    return _nan_median(stack, min(MIN_COVERAGE, len(nearest)))
+
+
+def _nan_median(stack: np.ndarray, least: int) -> np.ndarray:
+    """Per-pixel median over axis 0 ignoring NaN (NaN where fewer than ``least`` values): a
+    sort (NaN sorts last) and the middle of each pixel's finite values; numpy's nanmedian is
+    many times slower."""
+    count = np.count_nonzero(np.isfinite(stack), axis=0)
+    ordered = np.sort(stack, axis=0)
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0)[None] // 2, axis=0)[0]
+    high = np.take_along_axis(ordered, count[None] // 2, axis=0)[0]
+    middle = np.where(count % 2 == 1, low, 0.5 * (low + high)).astype(np.float32)
+    middle[count < least] = np.nan
+    return middle

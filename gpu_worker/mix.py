@@ -1,6 +1,9 @@
 """Mix music, ambience and SFX into a stereo 48 kHz track with the plan's dynamics.
 
 Order of operations (each stem is float, stereo, clip length):
+0. width: the ambience is made wide (:func:`widen`: its left and right through two different
+   all-pass filters, so they are decorrelated and it surrounds the listener); music and SFX
+   are left as they come (music centred, SFX panned to their events);
 1. balance: each stem is brought to its own loudness (music -20, ambience -26,
    SFX -18 LUFS) so one loud random-weight model cannot drown the others;
 2. ducking: music and ambience dip under the SFX (sidechain envelope with attack/release);
@@ -20,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import pyloudnorm
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
+from scipy.signal import fftconvolve, resample_poly
 
 from gpu_worker.audio_types import SAMPLE_RATE, to_stereo
 from gpu_worker.plan import Dynamics, SilenceSpan
@@ -29,6 +32,7 @@ TARGET_LUFS = -16.0
 MAX_TRUE_PEAK_DB = -1.0
 STEM_LUFS = {"music": -20.0, "ambience": -26.0, "sfx": -18.0}
 SILENCE_FADE = 0.01  # seconds of fade just outside each silence span
+WIDEN_SECONDS = 0.01  # length of each side's all-pass decorrelation filter
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +72,31 @@ def true_peak_db(x: np.ndarray) -> float:
         return float("-inf")
     peak = float(np.abs(resample_poly(a, 4, 1, axis=-1)).max())
     return 20 * np.log10(peak) if peak > 0 else float("-inf")
+
+
+def widen(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A wide stereo version of ``x``: its left and right (the same signal for a mono input)
+    each through its own all-pass FIR (flat magnitude, fixed random phase, WIDEN_SECONDS
+    long), so the two sides are decorrelated at the same level and spectrum."""
+    a = to_stereo(x).astype(np.float64)
+    if a.shape[1] == 0:
+        return a
+    left, right = _decorrelators(sr)
+    return np.stack([fftconvolve(a[0], left)[:a.shape[1]], fftconvolve(a[1], right)[:a.shape[1]]])
+
+
+@lru_cache(maxsize=4)
+def _decorrelators(sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two all-pass FIRs: unit magnitude at every frequency, independent random phases."""
+    n = max(8, round(WIDEN_SECONDS * sr))
+    rng = np.random.default_rng(20260)
+    filters = []
+    for _ in range(2):
+        phase = rng.uniform(-np.pi, np.pi, n // 2 + 1)
+        phase[0] = 0.0
+        phase[-1] = 0.0 if n % 2 == 0 else phase[-1]
+        filters.append(np.fft.irfft(np.exp(1j * phase), n))
+    return filters[0], filters[1]
 
 
 def dynamics_envelope(shape: str, n: int, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -160,6 +189,7 @@ def mix(music: np.ndarray | None, ambience: np.ndarray | None, sfx: np.ndarray |
     dynamics = plan_dynamics or Dynamics("steady")
     stems = {name: to_stereo(x, n).astype(np.float64)
              for name, x in (("music", music), ("ambience", ambience), ("sfx", sfx))}
+    stems["ambience"] = widen(stems["ambience"], sr)
     if balance:
         for name, x in stems.items():
             level = integrated_loudness(x, sr)

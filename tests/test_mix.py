@@ -155,3 +155,14 @@ def test_inputs_are_fitted_to_the_clip() -> None:
     result = mix(music()[: N // 2], ambience(), np.zeros(2 * N, np.float32), None, 3.0)
     assert result.audio.shape == (2, 3 * SR)
     assert not np.any(result.stems["music"][:, N // 2:])  # padded with silence
+
+
+def test_ambience_is_wide_and_music_stays_centred() -> None:
+    mono_bed = ambience()[0]  # what AudioGen gives: one channel, the same on both sides
+    result = mix(music(), mono_bed, None, None, SECONDS)
+    left, right = result.stems["ambience"]
+    assert abs(np.corrcoef(left, right)[0, 1]) < 0.3  # decorrelated: heard around, not in the middle
+    assert abs(10 * np.log10(np.mean(left ** 2) / np.mean(right ** 2))) < 0.5  # at the same level
+    m_left, m_right = result.stems["music"]
+    assert np.corrcoef(m_left, m_right)[0, 1] > 0.999  # the music is centred
+    assert np.allclose(m_left, m_right)
