@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -85,12 +86,29 @@ class WorkerCapabilities:
         return record
 
 
+# The read in flight per Redis client: calls that arrive meanwhile share it.
+_reading: weakref.WeakKeyDictionary[Redis, asyncio.Future[list[WorkerCapabilities]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def live_workers(redis: Redis) -> list[WorkerCapabilities]:
     """Every worker whose record has not expired; records that don't parse are skipped.
 
-    Reads the index and then its members' records; members whose record is gone (the worker
-    died and the TTL ran out) are removed from the index.
+    Calls made while a read is in flight share its answer (a burst of /video commands costs
+    one read, not one each): it was asked for at most one round trip before such a call.
     """
+    pending = _reading.get(redis)
+    if pending is None:
+        pending = asyncio.ensure_future(_read_workers(redis))
+        _reading[redis] = pending
+        pending.add_done_callback(lambda _: _reading.pop(redis, None))
+    return list(await asyncio.shield(pending))
+
+
+async def _read_workers(redis: Redis) -> list[WorkerCapabilities]:
+    """The index's members' records; members whose record is gone (the worker died and the
+    TTL ran out) are removed from the index."""
     keys = sorted(await redis.smembers(WORKER_INDEX_KEY))
     if not keys:
         return []

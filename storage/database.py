@@ -1,17 +1,17 @@
 """One aiosqlite connection per process: WAL mode, migrations, and whole transactions per hop.
 
-A write is a plain function over the ``sqlite3`` connection (a *work*), handed to
-:meth:`Database.write`: it runs on aiosqlite's own thread, whole, inside a transaction that
-takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so check-then-write rules such as
-"reserve only if the balance covers it" are atomic everywhere, across processes too (the
+A transaction is a plain function over the ``sqlite3`` connection (a *work*). A write work,
+handed to :meth:`Database.write`, runs on aiosqlite's own thread, whole, inside a transaction
+that takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so check-then-write rules such
+as "reserve only if the balance covers it" are atomic everywhere, across processes too (the
 Discord and Telegram bots share the file; SQLite's lock and ``busy_timeout`` serialise them).
+A read work (:meth:`Database.read`) runs on a snapshot of committed data.
 
-Works that arrive while a transaction is running wait for it and then share the next one
-(group commit): each runs in a savepoint of its own, so one that raises leaves no trace and
-the others still commit, and each caller gets its own result or exception once the group is
-committed. That is one thread hop and one commit for a whole group, not several hops per
-statement; see ``bench/load.py``. :meth:`Database.read` runs a read-only work the same way,
-on a snapshot of committed data.
+Works that arrive while the thread is busy wait, and then all go in the next hop: the reads
+on one snapshot, then the writes in one transaction (group commit), each write in a savepoint
+of its own, so one that raises leaves no trace and the others still commit. Each caller gets
+its own result or exception, once its group is committed. That is one thread hop and one
+commit for a whole group, not a hop per statement; ``bench/load.py`` measures it.
 """
 
 from __future__ import annotations
@@ -31,24 +31,32 @@ from storage.migrations import migrate
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]  # one transaction's statements, run on the db thread
-MAX_GROUP = 256  # works per commit: bounds how long one hop holds the thread and the lock
+Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
+MAX_GROUP = 256  # works per hop: bounds how long one hop holds the thread and the lock
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _run_group(connection: aiosqlite.Connection, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
-    """On aiosqlite's thread: run ``works`` in one write transaction, each in a savepoint.
+def _run_hop(
+    connection: aiosqlite.Connection, reads: list[Work[Any]], writes: list[Work[Any]]
+) -> list[Outcome]:
+    """On aiosqlite's thread: ``reads`` on one snapshot, then ``writes`` in one transaction.
 
-    Returns (True, result) or (False, exception) per work. Raises (and rolls back) only when
-    the transaction itself fails (the write lock stayed busy, the commit failed): then none of
-    the works happened.
+    Returns an outcome per work, reads first: (True, result) or (False, exception). A work
+    that raises is undone alone; when a transaction itself fails (the write lock stayed busy,
+    the commit failed) every work in it fails with that error, and none of them happened.
     """
     conn = connection._conn  # noqa: SLF001 - the sqlite3 connection, on its own thread
-    conn.execute("BEGIN IMMEDIATE")
+    outcomes = _transaction(conn, "BEGIN", reads) if reads else []
+    return outcomes + (_transaction(conn, "BEGIN IMMEDIATE", writes) if writes else [])
+
+
+def _transaction(conn: sqlite3.Connection, begin: str, works: list[Work[Any]]) -> list[Outcome]:
     try:
-        outcomes: list[tuple[bool, Any]] = []
+        conn.execute(begin)
+        outcomes: list[Outcome] = []
         for work in works:
             conn.execute("SAVEPOINT work")
             try:
@@ -58,21 +66,11 @@ def _run_group(connection: aiosqlite.Connection, works: list[Work[Any]]) -> list
                 outcomes.append((False, exc))
             conn.execute("RELEASE work")
         conn.execute("COMMIT")
-    except BaseException:
+        return outcomes
+    except Exception as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise
-    return outcomes
-
-
-def _run_read(connection: aiosqlite.Connection, work: Work[T]) -> T:
-    """On aiosqlite's thread: run ``work`` on one snapshot (a deferred, read-only transaction)."""
-    conn = connection._conn  # noqa: SLF001
-    conn.execute("BEGIN")
-    try:
-        return work(conn)
-    finally:
-        conn.execute("COMMIT")  # it wrote nothing: this only ends the snapshot
+        return [(False, exc)] * len(works)
 
 
 class Database:
@@ -82,10 +80,10 @@ class Database:
         self.path = Path(path)
         self.clock = clock
         self._conn: aiosqlite.Connection | None = None
-        # Held while a group runs and by reading(): a multi-hop read sees no group half-done.
+        # Held during a hop and by reading(): a multi-hop read sees no group half-done.
         self._lock = asyncio.Lock()
-        self._waiting: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[bool, Work[Any], asyncio.Future[Any]]] = []  # writes?, ...
+        self._runner: asyncio.Task[None] | None = None
 
     async def open(self) -> Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +103,8 @@ class Database:
 
     async def close(self) -> None:
         """Close once the works already handed over are done."""
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -134,40 +132,42 @@ class Database:
     async def write(self, work: Work[T]) -> T:
         """Run ``work`` as one write transaction (alone or in a group); its result, or what it
         raised (then it changed nothing)."""
+        return await self._submit(work, writes=True)
+
+    async def read(self, work: Work[T]) -> T:
+        """Run read-only ``work`` on a snapshot of committed data (with others waiting)."""
+        return await self._submit(work, writes=False)
+
+    async def _submit(self, work: Work[T], *, writes: bool) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((work, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_groups(), name="sqlite-writer")
+        self._waiting.append((writes, work, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run_waiting(), name="sqlite-hops")
         return await future
 
-    async def _write_groups(self) -> None:
-        """Run the waiting works, a group per transaction, until none are left."""
+    async def _run_waiting(self) -> None:
+        """Hand the waiting works to the thread, a hop at a time, until none are left."""
         conn = self.conn
-        group: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        hop: list[tuple[bool, Work[Any], asyncio.Future[Any]]] = []
         try:
             while self._waiting:
-                group = [(w, f) for w, f in self._waiting[:MAX_GROUP] if not f.cancelled()]
+                hop = [item for item in self._waiting[:MAX_GROUP] if not item[2].cancelled()]
                 del self._waiting[:MAX_GROUP]
-                if not group:
+                reads = [(work, future) for writes, work, future in hop if not writes]
+                writes = [(work, future) for writes, work, future in hop if writes]
+                if not hop:
                     continue
                 async with self._lock:
-                    try:
-                        outcomes = await conn._execute(  # noqa: SLF001 - one hop, one transaction
-                            _run_group, conn, [work for work, _ in group]
-                        )
-                    except Exception as exc:  # the transaction failed: no work happened
-                        outcomes = [(False, exc)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    outcomes = await conn._execute(  # noqa: SLF001 - aiosqlite's own queue
+                        _run_hop, conn, [w for w, _ in reads], [w for w, _ in writes]
+                    )
+                for (_, future), (ok, value) in zip(reads + writes, outcomes, strict=True):
                     if not future.done():
                         future.set_result(value) if ok else future.set_exception(value)
         finally:  # cancelled (the loop is closing): nobody may wait for ever
-            for _, future in group + self._waiting:
+            for _, _, future in hop + self._waiting:
                 future.cancel()
             self._waiting.clear()
-    async def read(self, work: Work[T]) -> T:
-        """Run read-only ``work`` on a snapshot of committed data, in one hop."""
-        conn = self.conn
-        return await conn._execute(_run_read, conn, work)  # noqa: SLF001
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -71,3 +71,20 @@ async def test_a_worker_that_died_drops_out(queue: ArqRedis) -> None:
     finally:
         await alive.stop()
     assert await live_workers(queue) == []
+
+
+async def test_a_burst_of_readers_shares_one_read(queue: ArqRedis) -> None:
+    announcer = await announce(queue, "gpu-a:1", "ltx")
+    try:
+        await queue.config_resetstat()
+        answers = await asyncio.gather(*(live_workers(queue) for _ in range(50)))
+        calls = await command_calls(queue)
+        assert all([r.worker for r in answer] == ["gpu-a:1"] for answer in answers)
+        assert calls.get("smembers") == 1 and calls.get("mget") == 1
+        answers[0].clear()  # each caller gets a list of its own
+        assert len(answers[1]) == 1
+        await queue.config_resetstat()
+        assert len(await live_workers(queue)) == 1  # the next call reads again
+        assert (await command_calls(queue)).get("smembers") == 1
+    finally:
+        await announcer.stop()
