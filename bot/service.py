@@ -405,10 +405,9 @@ class Service:
             raise UserFacingError("too_many_jobs", message) from None
 
         position = await self._enqueue(job_id, prompt, params, kind=kind, extra=extra)
-        balance = await self.credits.balance(account.id)
         return VideoAccepted(
             job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
-            available_after=balance.available, queue_position=position,
+            available_after=await self.credits.available(account.id), queue_position=position,
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )
 

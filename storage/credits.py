@@ -254,6 +254,10 @@ class CreditLedger:
         ))
         return int(row["id"]) if row else None
 
+    async def available(self, user_id: int) -> int:
+        """What the user can spend now (the balance's ``available`` alone: one query)."""
+        return await self.db.read(lambda conn: available_balance(conn, user_id))
+
     async def balance(self, user_id: int) -> Balance:
         today = self.db.today()
         return await self.db.read(lambda conn: read_balance(conn, user_id, today))

@@ -49,22 +49,29 @@ def _run_hop(
     the commit failed) every work in it fails with that error, and none of them happened.
     """
     conn = connection._conn  # noqa: SLF001 - the sqlite3 connection, on its own thread
-    outcomes = _transaction(conn, "BEGIN", reads) if reads else []
+    outcomes = _transaction(conn, "BEGIN", reads, undo=False) if reads else []
     return outcomes + (_transaction(conn, "BEGIN IMMEDIATE", writes) if writes else [])
 
 
-def _transaction(conn: sqlite3.Connection, begin: str, works: list[Work[Any]]) -> list[Outcome]:
+def _transaction(
+    conn: sqlite3.Connection, begin: str, works: list[Work[Any]], *, undo: bool = True
+) -> list[Outcome]:
+    """Run ``works`` in one transaction; with ``undo``, each in a savepoint of its own (reads
+    need none: they leave nothing to undo)."""
     try:
         conn.execute(begin)
         outcomes: list[Outcome] = []
         for work in works:
-            conn.execute("SAVEPOINT work")
+            if undo:
+                conn.execute("SAVEPOINT work")
             try:
                 outcomes.append((True, work(conn)))
             except Exception as exc:  # the work's own refusal or error: undo it alone
-                conn.execute("ROLLBACK TO work")
+                if undo:
+                    conn.execute("ROLLBACK TO work")
                 outcomes.append((False, exc))
-            conn.execute("RELEASE work")
+            if undo:
+                conn.execute("RELEASE work")
         conn.execute("COMMIT")
         return outcomes
     except Exception as exc:
