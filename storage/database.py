@@ -101,7 +101,7 @@ class Database:
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA busy_timeout = 15000")
         try:
-            await migrate(conn)
+            await conn._execute(migrate, conn._conn)  # noqa: SLF001 - one hop, one transaction
         except BaseException:
             await conn.close()  # or its thread keeps the process alive
             raise

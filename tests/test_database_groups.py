@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storage import Database
+from storage.migrations import MIGRATIONS
 from tests.conftest import Clock
 
 
@@ -114,3 +115,37 @@ async def test_close_waits_for_the_works_handed_over(tmp_path: Path, clock: Cloc
     assert all(task.done() and not task.cancelled() for task in pending)
     with sqlite3.connect(path) as check:
         assert check.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 5
+
+
+async def test_two_bots_opening_a_new_file_at_once_migrate_it_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "new.sqlite3"
+    a, b = Database(path, clock=clock), Database(path, clock=clock)
+    await asyncio.gather(a.open(), b.open())  # two connections, two threads: a real race
+    try:
+        await a.write(add_user("from a"))
+        await b.write(add_user("from b"))
+        assert await a.read(names) == ["from a", "from b"]
+        version = await b.read(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+        assert version == len(MIGRATIONS)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_schema_is_the_one_the_migration_scripts_make(tmp_path: Path) -> None:
+    """Statement by statement (under one lock) makes what each script makes in one go."""
+    async with Database(tmp_path / "db.sqlite3") as db:
+        made = await db.read(schema)
+    reference = sqlite3.connect(tmp_path / "ref.sqlite3")
+    try:
+        for script in MIGRATIONS:
+            reference.executescript(script)
+        assert made == schema(reference)
+    finally:
+        reference.close()
+
+
+def schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    return [tuple(row) for row in conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")]
