@@ -202,30 +202,28 @@ class CreditLedger:
             platform,
             platform_user_id,
         )
-        has_signup = fetch_one(
-            conn, "SELECT 1 FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        signup = fetch_one(
+            conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
         )
-        withheld = None if has_signup else self._signup_withheld(conn, too_new)
-        if withheld is not None:
-            return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
-        signed_up = self._insert_once(
-            conn,
-            "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-            "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
-            (user_id, self.signup_grant, today, now),
-        )
-        daily = False
-        if with_daily and not created:
-            signup_day = fetch_one(
-                conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        signed_up = False  # the sign-up grant given now (then it stands in for today's daily)
+        if signup is None:
+            withheld = self._signup_withheld(conn, too_new)
+            if withheld is not None:
+                return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
+            signed_up = self._insert_once(
+                conn,
+                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, self.signup_grant, today, now),
             )
-            if signup_day is None or signup_day["day"] != today:
-                daily = self._insert_once(
-                    conn,
-                    "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                    "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (user_id, self.daily_grant, today, now),
-                )
+        daily = False
+        if with_daily and not created and signup is not None and signup["day"] != today:
+            daily = self._insert_once(
+                conn,
+                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, self.daily_grant, today, now),
+            )
         return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
 
     def _signup_withheld(self, conn: sqlite3.Connection, too_new: bool) -> str | None:

@@ -108,47 +108,44 @@ class JobStore:
         now = self.db.now()
 
         def work(conn: sqlite3.Connection) -> Job:
-            mine = fetch_value(
+            counts = fetch_one(
                 conn,
-                f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL})",
-                job.user_id,
+                f"SELECT (SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN "
+                f"({_UNFINISHED_SQL})), (SELECT COUNT(*) FROM jobs WHERE platform = ? AND "
+                f"server_id = ? AND status IN ({_UNFINISHED_SQL}))",
+                job.user_id, job.platform, job.server_id,
             )
+            assert counts is not None
+            mine, server = int(counts[0]), int(counts[1])  # server: 0 outside a server
             if mine >= max_per_user:
                 raise TooManyJobs("user", mine, max_per_user)
-            if job.server_id is not None:
-                server = fetch_value(
-                    conn,
-                    "SELECT COUNT(*) FROM jobs WHERE platform = ? AND server_id = ? "
-                    f"AND status IN ({_UNFINISHED_SQL})",
-                    job.platform,
-                    job.server_id,
-                )
-                if server >= max_per_server:
-                    raise TooManyJobs("server", server, max_per_server)
+            if job.server_id is not None and server >= max_per_server:
+                raise TooManyJobs("server", server, max_per_server)
             insert_reservation(conn, now, job.user_id, job.id, job.cost)
-            conn.execute(
+            row = conn.execute(
                 "INSERT INTO jobs (id, user_id, platform, server_id, kind, prompt, params, "
                 "delivery, cost, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING *",
                 (
                     job.id, job.user_id, job.platform, job.server_id, job.kind, job.prompt,
                     json.dumps(job.params), json.dumps(job.delivery), job.cost, now, now,
                 ),
-            )
-            row = fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job.id)
-            assert row is not None
+            ).fetchone()
             return Job.from_row(row)
 
         return await self.db.write(work)
 
     async def get(self, job_id: str) -> Job | None:
-        row = await self.db.read(lambda conn: fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job_id))
+        row = await self.db.read(
+            lambda conn: fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job_id)
+        )
         return Job.from_row(row) if row else None
 
     async def unfinished(self) -> list[Job]:
         """Jobs a (re)started bot must follow, oldest first."""
         rows = await self.db.read(lambda conn: fetch_all(
-            conn, f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, rowid",
+            conn,
+            f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, rowid",
         ))
         return [Job.from_row(row) for row in rows]
 
