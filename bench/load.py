@@ -94,10 +94,13 @@ async def child(spec: dict[str, Any]) -> None:
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         gap = 1 / spec["rate"] if spec["rate"] else 0.0
+        cpu = time.process_time()  # this process, every thread (SQLite's too)
         timed = await asyncio.gather(*(
             call(user, server, i * gap) for i, (user, server) in enumerate(spec["calls"])
         ))
-    print(json.dumps([{**r, "warm": True} for r in warm] + timed), flush=True)
+        cpu = time.process_time() - cpu
+    results = [{**r, "warm": True} for r in warm] + timed
+    print(json.dumps({"results": results, "cpu_s": cpu}), flush=True)
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -146,7 +149,12 @@ class RedisServer:
 @dataclass
 class Outcome:
     results: list[dict[str, Any]]
+    cpu_s: float  # CPU time the bot processes spent on the timed calls
     checks: dict[str, bool] | None = None
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return 1000 * self.cpu_s / max(1, len(self.timed))
 
     @property
     def timed(self) -> list[dict[str, Any]]:
@@ -163,19 +171,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_processes(
     code: Path, specs: list[dict[str, Any]], folder: Path
-) -> list[dict[str, Any]]:
-    """Start the bot processes one by one (each migrates the file and warms up before the next
-    starts), then let them all make their calls together."""
+) -> tuple[list[dict[str, Any]], float]:
+    """Start the bot processes one by one (each opens the file and warms up before the next
+    starts: a baseline may predate migrations under the write lock), then let them all make
+    their calls together."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     procs: list[subprocess.Popen[str]] = []
     try:
         for n, spec in enumerate(specs):
-            log = (folder / f"child-{spec['name']}-{n}.err").open("wb")
-            proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=folder,
-                text=True,
-            )
+            with (folder / f"child-{spec['name']}-{n}.err").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                    cwd=folder, text=True,
+                )
             procs.append(proc)
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
@@ -184,13 +193,15 @@ def run_processes(
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        results = []
+        results, cpu_s = [], 0.0
         for proc in procs:
             out, _ = proc.communicate(timeout=600)
             if proc.returncode != 0:
                 raise RuntimeError(f"a bot process failed:\n{_errors(folder)}")
-            results.extend(json.loads(out.strip().splitlines()[-1]))
-        return results
+            report = json.loads(out.strip().splitlines()[-1])
+            results.extend(report["results"])
+            cpu_s += report["cpu_s"]
+        return results, cpu_s
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -202,9 +213,11 @@ def _errors(folder: Path) -> str:
     return "\n".join(p.read_text()[-3000:] for p in folder.glob("child-*.err"))
 
 
+Calls = list[list[tuple[str, str | None]]]  # per bot process: (user, server) in the order sent
+
+
 def scenario(
-    name: str, code: Path, redis: RedisServer, folder: Path, calls: list[list[tuple[str, str | None]]],
-    rate: float = 0.0,
+    name: str, code: Path, redis: RedisServer, folder: Path, calls: Calls, rate: float = 0.0
 ) -> Outcome:
     """Run one scenario on a fresh SQLite file and an empty Redis: one process per call list."""
     redis.command("FLUSHALL")
@@ -222,8 +235,8 @@ def scenario(
         {"name": f"{name}{n}", "calls": part, "rate": rate, "settings": settings}
         for n, part in enumerate(calls)
     ]
-    results = run_processes(code, specs, folder)
-    return Outcome(results, check(db_path, redis, results, settings))
+    results, cpu_s = run_processes(code, specs, folder)
+    return Outcome(results, cpu_s, check(db_path, redis, results, settings))
 
 
 def check(
@@ -295,7 +308,7 @@ def export(rev: str, folder: Path) -> Path:
     return target
 
 
-def plan(scale: float) -> dict[str, tuple[list[list[tuple[str, str | None]]], float]]:
+def plan(scale: float) -> dict[str, tuple[Calls, float]]:
     """The calls of each scenario: per process, (user, server) pairs in the order sent."""
     small = max(2, round(100 * scale))
     users = max(SERVERS, round(500 * scale))
@@ -345,7 +358,9 @@ def main() -> None:
         for label, code in codes.items():
             columns[label] = {}
             for name, (calls, rate) in plan(args.scale).items():
-                columns[label][name] = scenario(f"{name}-{len(columns)}", code, redis, folder, calls, rate)
+                columns[label][name] = scenario(
+                    f"{name}-{len(columns)}", code, redis, folder, calls, rate
+                )
     finally:
         redis.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -354,18 +369,21 @@ def main() -> None:
 
 def report(columns: dict[str, dict[str, Outcome]], as_json: bool) -> None:
     print(f"talkies bot-side load bench  ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          "ms per request_video call)")
+          "latency of each request_video call; cpu/call: the bot processes' CPU time per call,\n"
+          "all threads, which a busy machine inflates less than it does the latencies)")
     names = list(columns)
-    print(f"    {'':48}" + "".join(f"{n[:22]:>24}" for n in names))
-    print(f"    {'':48}" + "".join(f"{'p50':>11} {'p99':>11} " for _ in names))
+    print(f"    {'':48}" + "".join(f"{n[:30]:>32}" for n in names))
+    print(f"    {'':48}" + "".join(f"{'p50':>10}{'p99':>11}{'cpu/call':>11}" for _ in names))
     first = columns[names[0]]
     for scenario_name, outcome in first.items():
         users = len({r["user"] for r in outcome.timed})
         label = LABELS[scenario_name].format(n=len(outcome.timed), u=users)
         cells = ""
         for name in names:
-            ms = columns[name][scenario_name].ms()
-            cells += f"{percentile(ms, 50):9.1f}ms {percentile(ms, 99):9.1f}ms "
+            other = columns[name][scenario_name]
+            ms = other.ms()
+            cells += (f"{percentile(ms, 50):8.1f}ms{percentile(ms, 99):9.1f}ms"
+                      f"{other.cpu_ms_per_call:9.2f}ms")
         print(f"    {scenario_name + ': ' + label:48}{cells}")
     for scenario_name, goal in GOALS.items():
         p99 = percentile(first[scenario_name].ms(), 99)
@@ -391,7 +409,7 @@ def report(columns: dict[str, dict[str, Outcome]], as_json: bool) -> None:
             "columns": {
                 name: {
                     s: {"p50_ms": percentile(o.ms(), 50), "p99_ms": percentile(o.ms(), 99),
-                        "checks": o.checks}
+                        "cpu_ms_per_call": o.cpu_ms_per_call, "checks": o.checks}
                     for s, o in outcomes.items()
                 }
                 for name, outcomes in columns.items()

@@ -148,4 +148,5 @@ async def test_the_schema_is_the_one_the_migration_scripts_make(tmp_path: Path) 
 
 
 def schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-    return [tuple(row) for row in conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")]
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    return [(row[0], row[1], row[2]) for row in rows]
