@@ -146,6 +146,7 @@ class Database:
         return await self._submit(work, writes=False)
 
     async def _submit(self, work: Work[T], *, writes: bool) -> T:
+        self.conn  # noqa: B018 - raises now when the database is not open
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append((writes, work, future))
         if self._runner is None or self._runner.done():
@@ -165,9 +166,12 @@ class Database:
                 if not hop:
                     continue
                 async with self._lock:
-                    outcomes = await conn._execute(  # noqa: SLF001 - aiosqlite's own queue
-                        _run_hop, conn, [w for w, _ in reads], [w for w, _ in writes]
-                    )
+                    try:
+                        outcomes = await conn._execute(  # noqa: SLF001 - aiosqlite's own queue
+                            _run_hop, conn, [w for w, _ in reads], [w for w, _ in writes]
+                        )
+                    except Exception as exc:  # the connection is gone: nothing ran
+                        outcomes = [(False, exc)] * len(hop)
                 for (_, future), (ok, value) in zip(reads + writes, outcomes, strict=True):
                     if not future.done():
                         future.set_result(value) if ok else future.set_exception(value)
