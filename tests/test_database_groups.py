@@ -150,3 +150,12 @@ async def test_the_schema_is_the_one_the_migration_scripts_make(tmp_path: Path) 
 def schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def test_a_closed_database_refuses_works_at_once(tmp_path: Path, clock: Clock) -> None:
+    db = await Database(tmp_path / "closed.sqlite3", clock=clock).open()
+    await db.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await db.write(add_user("late"))
+    with pytest.raises(RuntimeError, match="not open"):
+        await db.read(names)
