@@ -424,18 +424,14 @@ class Service:
                 "queue_down", "Video generation is not available on this bot right now. "
                 "You were not charged.",
             )
-        try:
-            await self.queue.enqueue(job_id, payload, function)
+        try:  # one atomic round trip: queued with its place in the queue, or not at all
+            return await self.queue.enqueue(job_id, payload, function)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
                 "queue_down", "The video queue is unreachable right now, so nothing was "
                 "queued and you were not charged. Please try again in a minute.",
             ) from None
-        try:  # the job is queued now: a failure here must not refund (and lose) it
-            return await self.queue.position(job_id)
-        except (RedisError, OSError):
-            return None
 
     async def _grant_hint(self, actor: Actor, *, full: bool = True) -> str:
         """Where else credits can come from: a grant from this server's pool, when it has
