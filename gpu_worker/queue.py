@@ -1,10 +1,10 @@
 """The job queue as a bot sees it: enqueue, position, withdraw, status, raw result, progress.
 
 arq's Redis layout (its key prefixes, the queue's sorted set, the in-progress marker) is known
-here and nowhere else on the bot side: enqueueing writes arq's own job record (``serialize_job``)
-in one atomic script that also answers the job's place in the queue. Reads of a finished job's result stay raw bytes: the
-bot checks their size before it decodes anything (:mod:`bot.results`). Torch-free, like
-:mod:`gpu_worker.protocol`.
+here and nowhere else on the bot side: enqueueing writes arq's own job record
+(``serialize_job``) in one atomic script that also answers the job's place in the queue. Reads
+of a finished job's result stay raw bytes: the bot checks their size before it decodes
+anything (:mod:`bot.results`). Torch-free, like :mod:`gpu_worker.protocol`.
 """
 
 from __future__ import annotations
