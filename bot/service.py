@@ -405,10 +405,9 @@ class Service:
             raise UserFacingError("too_many_jobs", message) from None
 
         position = await self._enqueue(job_id, prompt, params, kind=kind, extra=extra)
-        balance = await self.credits.balance(account.id)
         return VideoAccepted(
             job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
-            available_after=balance.available, queue_position=position,
+            available_after=await self.credits.available(account.id), queue_position=position,
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )
 
@@ -425,18 +424,14 @@ class Service:
                 "queue_down", "Video generation is not available on this bot right now. "
                 "You were not charged.",
             )
-        try:
-            await self.queue.enqueue(job_id, payload, function)
+        try:  # one atomic round trip: queued with its place in the queue, or not at all
+            return await self.queue.enqueue(job_id, payload, function)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
                 "queue_down", "The video queue is unreachable right now, so nothing was "
                 "queued and you were not charged. Please try again in a minute.",
             ) from None
-        try:  # the job is queued now: a failure here must not refund (and lose) it
-            return await self.queue.position(job_id)
-        except (RedisError, OSError):
-            return None
 
     async def _grant_hint(self, actor: Actor, *, full: bool = True) -> str:
         """Where else credits can come from: a grant from this server's pool, when it has

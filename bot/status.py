@@ -7,6 +7,7 @@ SQLite (unfinished jobs, today's totals). Redis being down is a figure, not an e
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -99,34 +100,36 @@ async def waiting_jobs(redis: Redis) -> dict[str, float]:
 
 
 async def _unfinished(db: Database) -> dict[str, int]:
-    async with db.reading() as conn:
-        rows = await fetch_all(
-            conn, "SELECT status, COUNT(*) AS n FROM jobs WHERE status IN "
-            "('queued', 'running', 'delivering') GROUP BY status ORDER BY status",
-        )
+    rows = await db.read(lambda conn: fetch_all(
+        conn, "SELECT status, COUNT(*) AS n FROM jobs WHERE status IN "
+        "('queued', 'running', 'delivering') GROUP BY status ORDER BY status",
+    ))
     return {row["status"]: int(row["n"]) for row in rows}
 
 
 async def _today(db: Database) -> dict[str, int]:
     """Today's (UTC) jobs by outcome and credits, from SQLite."""
     since = db.today()
-    async with db.reading() as conn:
-        async def count(sql: str, *args: object) -> int:
-            return await fetch_value(conn, sql, since, *args)
+
+    def figures(conn: sqlite3.Connection) -> dict[str, int]:
+        def count(sql: str, *args: object) -> int:
+            return fetch_value(conn, sql, since, *args)
 
         return {
-            "jobs_requested": await count("SELECT COUNT(*) FROM jobs WHERE created_at >= ?"),
-            "videos_delivered": await count(
+            "jobs_requested": count("SELECT COUNT(*) FROM jobs WHERE created_at >= ?"),
+            "videos_delivered": count(
                 "SELECT COUNT(*) FROM ledger WHERE kind = 'commit' AND created_at >= ?"),
-            "jobs_refunded": await count(
+            "jobs_refunded": count(
                 "SELECT COUNT(*) FROM ledger WHERE kind = 'refund' AND created_at >= ?"),
-            "credits_spent": await count(
+            "credits_spent": count(
                 "SELECT -SUM(r.delta) FROM ledger c JOIN ledger r ON r.job_id = c.job_id AND "
                 "r.kind = 'reserve' WHERE c.kind = 'commit' AND c.created_at >= ?"),
-            "credits_refunded": await count(
+            "credits_refunded": count(
                 "SELECT SUM(delta) FROM ledger WHERE kind = 'refund' AND created_at >= ?"),
-            "credits_granted": await count(
+            "credits_granted": count(
                 "SELECT SUM(delta) FROM ledger WHERE kind IN ('signup', 'daily', 'grant') "
                 "AND created_at >= ?"),
-            "new_users": await count("SELECT COUNT(*) FROM users WHERE created_at >= ?"),
+            "new_users": count("SELECT COUNT(*) FROM users WHERE created_at >= ?"),
         }
+
+    return await db.read(figures)

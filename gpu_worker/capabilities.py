@@ -1,10 +1,13 @@
 """What each running worker can make, announced in Redis so the bots only offer what it can.
 
 Every worker writes one record, ``talkies:worker:<host>:<pid>``, when its models are loaded:
-its preset's name, longest clip, fps and frame size. The record has a short TTL that the worker
-refreshes while it runs (:class:`CapabilityAnnouncer`) and deletes on a clean shutdown, so a
-worker that died drops out within :data:`RECORD_TTL_S`. Bots read every live record with
-:func:`live_workers`. Like :mod:`gpu_worker.protocol`, this module imports nothing heavy.
+its preset's name, longest clip, fps and frame size, and adds that key to one index set,
+:data:`WORKER_INDEX_KEY`. The record has a short TTL that the worker refreshes while it runs
+(:class:`CapabilityAnnouncer`) and deletes on a clean shutdown, so a worker that died drops out
+within :data:`RECORD_TTL_S`. Bots read every live record with :func:`live_workers`: the index's
+members and their records, two commands whatever else Redis holds (no scan of the keyspace);
+a member whose record expired is dropped from the index there. Like :mod:`gpu_worker.protocol`,
+this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import json
 import logging
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -22,6 +26,10 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "talkies:worker:"
+# The set of every announced record's key. It shares the records' prefix (a record's key has a
+# host:pid after it, so no record can take this name): whatever treats the workers' keys as
+# theirs covers the index too.
+WORKER_INDEX_KEY = WORKER_KEY_PREFIX + "index"
 RECORD_TTL_S = 30
 REFRESH_EVERY_S = 10
 
@@ -78,19 +86,44 @@ class WorkerCapabilities:
         return record
 
 
+# The read in flight per Redis client: calls that arrive meanwhile share it.
+_reading: weakref.WeakKeyDictionary[Redis, asyncio.Future[list[WorkerCapabilities]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def live_workers(redis: Redis) -> list[WorkerCapabilities]:
-    """Every worker whose record has not expired; records that don't parse are skipped."""
-    keys = [key async for key in redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=100)]
+    """Every worker whose record has not expired; records that don't parse are skipped.
+
+    Calls made while a read is in flight share its answer (a burst of /video commands costs
+    one read, not one each): it was asked for at most one round trip before such a call.
+    """
+    pending = _reading.get(redis)
+    if pending is None:
+        pending = asyncio.ensure_future(_read_workers(redis))
+        _reading[redis] = pending
+        pending.add_done_callback(lambda _: _reading.pop(redis, None))
+    return list(await asyncio.shield(pending))
+
+
+async def _read_workers(redis: Redis) -> list[WorkerCapabilities]:
+    """The index's members' records; members whose record is gone (the worker died and the
+    TTL ran out) are removed from the index."""
+    keys = sorted(await redis.smembers(WORKER_INDEX_KEY))
     if not keys:
         return []
-    found = []
+    found, dead = [], []
     for key, blob in zip(keys, await redis.mget(keys), strict=True):
         if blob is None:
-            continue  # expired between SCAN and MGET
+            dead.append(key)
+            continue
         try:
             found.append(WorkerCapabilities.decode(blob))
         except ValueError as exc:
             log.warning("ignoring worker record %r: %s", key, exc)
+    if dead:
+        # A worker refreshing its record right now adds it back with its next refresh.
+        await redis.srem(WORKER_INDEX_KEY, *dead)
     return sorted(found, key=lambda record: record.worker)
 
 
@@ -112,12 +145,18 @@ class CapabilityAnnouncer:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await self.redis.delete(self.record.key)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.record.key)
+                pipe.srem(WORKER_INDEX_KEY, self.record.key)
+                await pipe.execute()
         except (RedisError, OSError) as exc:  # it expires by itself
             log.warning("could not remove this worker's record (%s)", exc)
 
     async def _write(self) -> None:
-        await self.redis.set(self.record.key, self.record.encode(), ex=RECORD_TTL_S)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.record.key, self.record.encode(), ex=RECORD_TTL_S)
+            pipe.sadd(WORKER_INDEX_KEY, self.record.key)
+            await pipe.execute()
 
     async def _refresh(self) -> None:
         while True:

@@ -7,10 +7,9 @@ one nor list one that was rolled back. :class:`AuditLog` reads it back.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Literal
-
-import aiosqlite
 
 from storage.database import Database, fetch_all
 
@@ -31,8 +30,8 @@ class AuditEntry:
     reason: str | None
 
 
-async def record(
-    conn: aiosqlite.Connection,
+def record(
+    conn: sqlite3.Connection,
     now: str,
     *,
     platform: str,
@@ -44,7 +43,7 @@ async def record(
     reason: str | None = None,
 ) -> None:
     """Append one entry inside the caller's transaction."""
-    await conn.execute(
+    conn.execute(
         "INSERT INTO audit (created_at, platform, server_id, actor, action, target, amount, "
         "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (now, platform, server_id, actor, action, target, amount, reason),
@@ -73,8 +72,7 @@ class AuditLog:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        async with self.db.reading() as conn:
-            rows = await fetch_all(conn, sql, *args, limit)
+        rows = await self.db.read(lambda conn: fetch_all(conn, sql, *args, limit))
         return [
             AuditEntry(
                 row["id"], row["created_at"], row["platform"], row["server_id"], row["actor"],

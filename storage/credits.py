@@ -1,8 +1,9 @@
 """The credit ledger: sign-up and daily grants, reservations, commits, refunds, grants, pools.
 
 The ledger is append-only (enforced by triggers); a user's available balance is the sum of
-their rows' ``delta``. Each rule is one transaction, and the one-per-X rules are also unique
-indexes, so concurrent commands can never overspend, double-grant or settle twice.
+their rows' ``delta``. Each rule is one transaction (a plain function run whole by
+:meth:`Database.write`), and the one-per-X rules are also unique indexes, so concurrent
+commands can never overspend, double-grant or settle twice.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+import sqlite3
 from datetime import timedelta, timezone
-
-import aiosqlite
 
 from storage import audit
 from storage.database import Database, fetch_one, fetch_value
@@ -64,33 +64,31 @@ class SettleOutcome(enum.Enum):
         return self in (SettleOutcome.COMMITTED, SettleOutcome.ALREADY_COMMITTED)
 
 
-async def available_balance(conn: aiosqlite.Connection, user_id: int) -> int:
-    return await fetch_value(conn, "SELECT SUM(delta) FROM ledger WHERE user_id = ?", user_id)
+def available_balance(conn: sqlite3.Connection, user_id: int) -> int:
+    return fetch_value(conn, "SELECT SUM(delta) FROM ledger WHERE user_id = ?", user_id)
 
 
-async def insert_reservation(
-    conn: aiosqlite.Connection, now: str, user_id: int, job_id: str, amount: int
+def insert_reservation(
+    conn: sqlite3.Connection, now: str, user_id: int, job_id: str, amount: int
 ) -> None:
     """Hold ``amount`` for ``job_id`` inside the caller's transaction, or raise."""
-    available = await available_balance(conn, user_id)
+    available = available_balance(conn, user_id)
     if available < amount:
         raise InsufficientCredits(available, amount)
-    await conn.execute(
+    conn.execute(
         "INSERT INTO ledger (user_id, kind, delta, job_id, created_at) VALUES (?, 'reserve', ?, ?, ?)",
         (user_id, -amount, job_id, now),
     )
 
 
-async def settle_reservation(
-    conn: aiosqlite.Connection, now: str, job_id: str, kind: str
-) -> SettleOutcome:
+def settle_reservation(conn: sqlite3.Connection, now: str, job_id: str, kind: str) -> SettleOutcome:
     """Commit or refund the reservation of ``job_id`` inside the caller's transaction."""
-    reserve = await fetch_one(
+    reserve = fetch_one(
         conn, "SELECT user_id, delta FROM ledger WHERE job_id = ? AND kind = 'reserve'", job_id
     )
     if reserve is None:
         return SettleOutcome.NO_RESERVATION
-    settled = await fetch_one(
+    settled = fetch_one(
         conn, "SELECT kind FROM ledger WHERE job_id = ? AND kind IN ('commit', 'refund')", job_id
     )
     if settled is not None:
@@ -100,11 +98,49 @@ async def settle_reservation(
             else SettleOutcome.ALREADY_REFUNDED
         )
     delta = 0 if kind == "commit" else -int(reserve["delta"])
-    await conn.execute(
+    conn.execute(
         "INSERT INTO ledger (user_id, kind, delta, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
         (reserve["user_id"], kind, delta, job_id, now),
     )
     return SettleOutcome.COMMITTED if kind == "commit" else SettleOutcome.REFUNDED
+
+
+def read_balance(conn: sqlite3.Connection, user_id: int, today: str) -> Balance:
+    """A user's balance, inside the caller's transaction or snapshot."""
+    available = available_balance(conn, user_id)
+    held = fetch_value(
+        conn,
+        "SELECT -SUM(r.delta) FROM ledger r WHERE r.user_id = ? AND r.kind = 'reserve' "
+        "AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id "
+        "AND s.kind IN ('commit', 'refund'))",
+        user_id,
+    )
+    spent = fetch_value(
+        conn,
+        "SELECT -SUM(r.delta) FROM ledger r JOIN ledger c ON c.job_id = r.job_id "
+        "AND c.kind = 'commit' WHERE r.user_id = ? AND r.kind = 'reserve'",
+        user_id,
+    )
+    daily = fetch_value(
+        conn,
+        "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? AND kind IN ('daily', 'signup')",
+        user_id,
+        today,
+    )
+    signup = fetch_value(
+        conn, "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? AND kind = 'signup'",
+        user_id, today,
+    )
+    return Balance(available, held, spent, daily > 0, signup > 0)
+
+
+def pool_balance_of(conn: sqlite3.Connection, platform: str, server_id: str) -> int:
+    return fetch_value(
+        conn,
+        "SELECT SUM(delta) FROM pool_ledger WHERE platform = ? AND server_id = ?",
+        platform,
+        server_id,
+    )
 
 
 class CreditLedger:
@@ -137,15 +173,14 @@ class CreditLedger:
         platform account is younger than the operator's minimum) or while the last hour's
         sign-ups reached ``max_signups_per_hour``; a later command gives it once allowed.
         """
-        async with self.db.transaction() as conn:
-            return await self._ensure_user(
-                conn, platform, platform_user_id, display_name, with_daily=with_daily,
-                too_new=too_new,
-            )
+        return await self.db.write(lambda conn: self.ensure_user_in(
+            conn, platform, platform_user_id, display_name, with_daily=with_daily,
+            too_new=too_new,
+        ))
 
-    async def _ensure_user(
+    def ensure_user_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         platform: str,
         platform_user_id: str,
         display_name: str | None,
@@ -155,50 +190,48 @@ class CreditLedger:
     ) -> UserAccount:
         """:meth:`ensure_user` inside the caller's transaction."""
         now, today = self.db.now(), self.db.today()
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id) DO NOTHING",
             (platform, platform_user_id, display_name, now),
         )
         created = cursor.rowcount == 1
-        user_id = await fetch_value(
+        user_id = fetch_value(
             conn,
             "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
             platform,
             platform_user_id,
         )
-        has_signup = await fetch_one(
-            conn, "SELECT 1 FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        signup = fetch_one(
+            conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
         )
-        withheld = None if has_signup else await self._signup_withheld(conn, too_new)
-        if withheld is not None:
-            return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
-        signed_up = await self._insert_once(
-            conn,
-            "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-            "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
-            (user_id, self.signup_grant, today, now),
-        )
-        daily = False
-        if with_daily and not created:
-            signup_day = await fetch_one(
-                conn, "SELECT day FROM ledger WHERE user_id = ? AND kind = 'signup'", user_id
+        signed_up = False  # the sign-up grant given now (then it stands in for today's daily)
+        if signup is None:
+            withheld = self._signup_withheld(conn, too_new)
+            if withheld is not None:
+                return UserAccount(user_id, platform, platform_user_id, False, False, withheld)
+            signed_up = self._insert_once(
+                conn,
+                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                "VALUES (?, 'signup', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, self.signup_grant, today, now),
             )
-            if signup_day is None or signup_day["day"] != today:
-                daily = await self._insert_once(
-                    conn,
-                    "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
-                    "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (user_id, self.daily_grant, today, now),
-                )
+        daily = False
+        if with_daily and not created and signup is not None and signup["day"] != today:
+            daily = self._insert_once(
+                conn,
+                "INSERT INTO ledger (user_id, kind, delta, day, created_at) "
+                "VALUES (?, 'daily', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, self.daily_grant, today, now),
+            )
         return UserAccount(user_id, platform, platform_user_id, signed_up, daily)
 
-    async def _signup_withheld(self, conn: aiosqlite.Connection, too_new: bool) -> str | None:
+    def _signup_withheld(self, conn: sqlite3.Connection, too_new: bool) -> str | None:
         if too_new:
             return "account_too_new"
         if self.max_signups_per_hour:
             since = (self.db.clock() - timedelta(hours=1)).astimezone(timezone.utc).isoformat()
-            recent = await fetch_value(
+            recent = fetch_value(
                 conn, "SELECT COUNT(*) FROM ledger WHERE kind = 'signup' AND created_at > ?",
                 since,
             )
@@ -207,61 +240,38 @@ class CreditLedger:
         return None
 
     @staticmethod
-    async def _insert_once(conn: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> bool:
-        cursor = await conn.execute(sql, args)
-        return cursor.rowcount == 1
+    def _insert_once(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> bool:
+        return conn.execute(sql, args).rowcount == 1
 
     async def user_id(self, platform: str, platform_user_id: str) -> int | None:
-        async with self.db.reading() as conn:
-            row = await fetch_one(
-                conn,
-                "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
-                platform,
-                platform_user_id,
-            )
+        row = await self.db.read(lambda conn: fetch_one(
+            conn,
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?",
+            platform,
+            platform_user_id,
+        ))
         return int(row["id"]) if row else None
 
+    async def available(self, user_id: int) -> int:
+        """What the user can spend now (the balance's ``available`` alone: one query)."""
+        return await self.db.read(lambda conn: available_balance(conn, user_id))
+
     async def balance(self, user_id: int) -> Balance:
-        async with self.db.reading() as conn:
-            available = await available_balance(conn, user_id)
-            held = await fetch_value(
-                conn,
-                "SELECT -SUM(r.delta) FROM ledger r WHERE r.user_id = ? AND r.kind = 'reserve' "
-                "AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id "
-                "AND s.kind IN ('commit', 'refund'))",
-                user_id,
-            )
-            spent = await fetch_value(
-                conn,
-                "SELECT -SUM(r.delta) FROM ledger r JOIN ledger c ON c.job_id = r.job_id "
-                "AND c.kind = 'commit' WHERE r.user_id = ? AND r.kind = 'reserve'",
-                user_id,
-            )
-            daily = await fetch_value(
-                conn,
-                "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? "
-                "AND kind IN ('daily', 'signup')",
-                user_id,
-                self.db.today(),
-            )
-            signup = await fetch_value(
-                conn, "SELECT COUNT(*) FROM ledger WHERE user_id = ? AND day = ? AND "
-                "kind = 'signup'", user_id, self.db.today(),
-            )
-        return Balance(available, held, spent, daily > 0, signup > 0)
+        today = self.db.today()
+        return await self.db.read(lambda conn: read_balance(conn, user_id, today))
 
     async def reserve(self, user_id: int, job_id: str, amount: int) -> None:
         """Hold ``amount`` credits for ``job_id``; raises :class:`InsufficientCredits`."""
-        async with self.db.transaction() as conn:
-            await insert_reservation(conn, self.db.now(), user_id, job_id, amount)
+        now = self.db.now()
+        await self.db.write(lambda conn: insert_reservation(conn, now, user_id, job_id, amount))
 
     async def commit(self, job_id: str) -> SettleOutcome:
-        async with self.db.transaction() as conn:
-            return await settle_reservation(conn, self.db.now(), job_id, "commit")
+        now = self.db.now()
+        return await self.db.write(lambda conn: settle_reservation(conn, now, job_id, "commit"))
 
     async def refund(self, job_id: str) -> SettleOutcome:
-        async with self.db.transaction() as conn:
-            return await settle_reservation(conn, self.db.now(), job_id, "refund")
+        now = self.db.now()
+        return await self.db.write(lambda conn: settle_reservation(conn, now, job_id, "refund"))
 
     async def grant(
         self,
@@ -275,9 +285,9 @@ class CreditLedger:
     ) -> GrantRecord:
         """Add credits. With ``from_pool=(platform, server_id)`` they come out of that pool.
         ``where`` is the server the grant was made in (for the audit trail)."""
-        async with self.db.transaction() as conn:
-            return await self._grant(conn, recipient_user_id, amount, grantor, reason, from_pool,
-                                     where)
+        return await self.db.write(lambda conn: self._grant(
+            conn, recipient_user_id, amount, grantor, reason, from_pool, where
+        ))
 
     async def grant_to(
         self,
@@ -293,16 +303,18 @@ class CreditLedger:
     ) -> GrantRecord:
         """Sign the recipient up if new, then :meth:`grant`, in one transaction: a grant
         refused for an exhausted pool leaves no trace, not even the recipient's sign-up."""
-        async with self.db.transaction() as conn:
-            account = await self._ensure_user(
+        def work(conn: sqlite3.Connection) -> GrantRecord:
+            account = self.ensure_user_in(
                 conn, platform, platform_user_id, None, with_daily=False, too_new=too_new
             )
-            record = await self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
+            record = self._grant(conn, account.id, amount, grantor, reason, from_pool, where)
             return dataclasses.replace(record, recipient_signed_up=account.signed_up_now)
 
-    async def _grant(
+        return await self.db.write(work)
+
+    def _grant(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         recipient_user_id: int,
         amount: int,
         grantor: str,
@@ -314,26 +326,26 @@ class CreditLedger:
         pool_after: int | None = None
         server_id = from_pool[1] if from_pool else None
         if from_pool is not None:
-            pool = await self._pool_balance(conn, *from_pool)
+            pool = pool_balance_of(conn, *from_pool)
             if pool < amount:
                 raise PoolExhausted(pool, amount)
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, "
                 "recipient_user_id, reason, created_at) VALUES (?, ?, 'grant', ?, ?, ?, ?, ?)",
                 (*from_pool, -amount, grantor, recipient_user_id, reason, now),
             )
             pool_after = pool - amount
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "INSERT INTO ledger (user_id, kind, delta, grantor, server_id, reason, created_at) "
             "VALUES (?, 'grant', ?, ?, ?, ?, ?)",
             (recipient_user_id, amount, grantor, server_id, reason, now),
         )
         ledger_id = int(cursor.lastrowid or 0)
-        recipient = await fetch_one(
+        recipient = fetch_one(
             conn, "SELECT platform, platform_user_id FROM users WHERE id = ?", recipient_user_id
         )
         assert recipient is not None
-        await audit.record(
+        audit.record(
             conn, now, platform=recipient["platform"], server_id=server_id or where,
             actor=grantor, action="grant",
             target=f"{recipient['platform']}:{recipient['platform_user_id']}", amount=amount,
@@ -347,27 +359,21 @@ class CreditLedger:
         self, platform: str, server_id: str, amount: int, *, actor: str, reason: str
     ) -> int:
         """Add ``amount`` to a server's pool; returns the new pool balance."""
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        now = self.db.now()
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(
                 "INSERT INTO pool_ledger (platform, server_id, kind, delta, actor, reason, "
                 "created_at) VALUES (?, ?, 'fund', ?, ?, ?, ?)",
-                (platform, server_id, amount, actor, reason, self.db.now()),
+                (platform, server_id, amount, actor, reason, now),
             )
-            await audit.record(
-                conn, self.db.now(), platform=platform, server_id=server_id, actor=actor,
+            audit.record(
+                conn, now, platform=platform, server_id=server_id, actor=actor,
                 action="pool_fund", amount=amount, reason=reason,
             )
-            return await self._pool_balance(conn, platform, server_id)
+            return pool_balance_of(conn, platform, server_id)
+
+        return await self.db.write(work)
 
     async def pool_balance(self, platform: str, server_id: str) -> int:
-        async with self.db.reading() as conn:
-            return await self._pool_balance(conn, platform, server_id)
-
-    @staticmethod
-    async def _pool_balance(conn: aiosqlite.Connection, platform: str, server_id: str) -> int:
-        return await fetch_value(
-            conn,
-            "SELECT SUM(delta) FROM pool_ledger WHERE platform = ? AND server_id = ?",
-            platform,
-            server_id,
-        )
+        return await self.db.read(lambda conn: pool_balance_of(conn, platform, server_id))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
-
-import aiosqlite
 
 from storage import audit
 from storage.credits import SettleOutcome, insert_reservation, settle_reservation
@@ -79,7 +78,7 @@ class Job:
     updated_at: str
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Job:
+    def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(
             id=row["id"],
             user_id=row["user_id"],
@@ -106,61 +105,57 @@ class JobStore:
 
         Raises :class:`TooManyJobs` or :class:`InsufficientCredits` and writes nothing.
         """
-        async with self.db.transaction() as conn:
-            now = self.db.now()
-            mine = await fetch_value(
+        now = self.db.now()
+
+        def work(conn: sqlite3.Connection) -> Job:
+            counts = fetch_one(
                 conn,
-                f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL})",
-                job.user_id,
+                f"SELECT (SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN "
+                f"({_UNFINISHED_SQL})), (SELECT COUNT(*) FROM jobs WHERE platform = ? AND "
+                f"server_id = ? AND status IN ({_UNFINISHED_SQL}))",
+                job.user_id, job.platform, job.server_id,
             )
+            assert counts is not None
+            mine, server = int(counts[0]), int(counts[1])  # server: 0 outside a server
             if mine >= max_per_user:
                 raise TooManyJobs("user", mine, max_per_user)
-            if job.server_id is not None:
-                server = await fetch_value(
-                    conn,
-                    "SELECT COUNT(*) FROM jobs WHERE platform = ? AND server_id = ? "
-                    f"AND status IN ({_UNFINISHED_SQL})",
-                    job.platform,
-                    job.server_id,
-                )
-                if server >= max_per_server:
-                    raise TooManyJobs("server", server, max_per_server)
-            await insert_reservation(conn, now, job.user_id, job.id, job.cost)
-            await conn.execute(
+            if job.server_id is not None and server >= max_per_server:
+                raise TooManyJobs("server", server, max_per_server)
+            insert_reservation(conn, now, job.user_id, job.id, job.cost)
+            row = conn.execute(
                 "INSERT INTO jobs (id, user_id, platform, server_id, kind, prompt, params, "
                 "delivery, cost, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING *",
                 (
                     job.id, job.user_id, job.platform, job.server_id, job.kind, job.prompt,
                     json.dumps(job.params), json.dumps(job.delivery), job.cost, now, now,
                 ),
-            )
-            row = await fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job.id)
-        assert row is not None
-        return Job.from_row(row)
+            ).fetchone()
+            return Job.from_row(row)
+
+        return await self.db.write(work)
 
     async def get(self, job_id: str) -> Job | None:
-        async with self.db.reading() as conn:
-            row = await fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job_id)
+        row = await self.db.read(
+            lambda conn: fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", job_id)
+        )
         return Job.from_row(row) if row else None
 
     async def unfinished(self) -> list[Job]:
         """Jobs a (re)started bot must follow, oldest first."""
-        async with self.db.reading() as conn:
-            rows = await fetch_all(
-                conn,
-                f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, rowid",
-            )
+        rows = await self.db.read(lambda conn: fetch_all(
+            conn,
+            f"SELECT * FROM jobs WHERE status IN ({_UNFINISHED_SQL}) ORDER BY created_at, rowid",
+        ))
         return [Job.from_row(row) for row in rows]
 
     async def in_flight(self, user_id: int) -> list[Job]:
-        async with self.db.reading() as conn:
-            rows = await fetch_all(
-                conn,
-                f"SELECT * FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL}) "
-                "ORDER BY created_at, rowid",
-                user_id,
-            )
+        rows = await self.db.read(lambda conn: fetch_all(
+            conn,
+            f"SELECT * FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL}) "
+            "ORDER BY created_at, rowid",
+            user_id,
+        ))
         return [Job.from_row(row) for row in rows]
 
     async def mark(self, job_id: str, status: JobStatus, *, delivery: dict[str, Any] | None = None) -> bool:
@@ -170,16 +165,14 @@ class JobStore:
         """
         if status.finished:
             raise ValueError("use finish() or fail() to end a job")
-        async with self.db.transaction() as conn:
-            sets, args = "status = ?, updated_at = ?", [status.value, self.db.now()]
-            if delivery is not None:
-                sets += ", delivery = ?"
-                args.append(json.dumps(delivery))
-            cursor = await conn.execute(
-                f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({_UNFINISHED_SQL})",
-                (*args, job_id),
-            )
-            return cursor.rowcount == 1
+        sets, args = "status = ?, updated_at = ?", [status.value, self.db.now()]
+        if delivery is not None:
+            sets += ", delivery = ?"
+            args.append(json.dumps(delivery))
+        return await self.db.write(lambda conn: conn.execute(
+            f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({_UNFINISHED_SQL})",
+            (*args, job_id),
+        ).rowcount == 1)
 
     async def claim_delivery(self, job_id: str, owner: str, ttl_s: float) -> Claim | None:
         """Take the right to deliver a job, until ``ttl_s`` from now unless renewed.
@@ -189,16 +182,17 @@ class JobStore:
         arrived is then unknown, which :attr:`Claim.resumed` says. None when another owner
         holds a live claim, or the job is finished.
         """
-        async with self.db.transaction() as conn:
-            row = await fetch_one(
+        clock, stamp = self.db.clock().timestamp(), self.db.now()
+
+        def work(conn: sqlite3.Connection) -> Claim | None:
+            row = fetch_one(
                 conn, "SELECT status, claim_owner, claim_expires_at FROM jobs WHERE id = ?", job_id
             )
             if row is None:
                 return None
-            now = self.db.clock().timestamp()
             status = JobStatus(row["status"])
             if status is JobStatus.DELIVERING:
-                live = row["claim_expires_at"] is not None and row["claim_expires_at"] > now
+                live = row["claim_expires_at"] is not None and row["claim_expires_at"] > clock
                 if live and row["claim_owner"] != owner:
                     return None
                 resumed = True
@@ -206,33 +200,33 @@ class JobStore:
                 resumed = False
             else:
                 return None
-            await conn.execute(
+            conn.execute(
                 "UPDATE jobs SET status = 'delivering', claim_owner = ?, claim_expires_at = ?, "
                 "updated_at = ? WHERE id = ?",
-                (owner, now + ttl_s, self.db.now(), job_id),
+                (owner, clock + ttl_s, stamp, job_id),
             )
             return Claim(job_id, owner, resumed=resumed, previous_owner=row["claim_owner"])
 
+        return await self.db.write(work)
+
     async def renew_claim(self, job_id: str, owner: str, ttl_s: float) -> bool:
         """Extend a live claim; False when ``owner`` no longer holds it (stop delivering)."""
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET claim_expires_at = ? WHERE id = ? AND status = 'delivering' "
-                "AND claim_owner = ?",
-                (self.db.clock().timestamp() + ttl_s, job_id, owner),
-            )
-            return cursor.rowcount == 1
+        until = self.db.clock().timestamp() + ttl_s
+        return await self.db.write(lambda conn: conn.execute(
+            "UPDATE jobs SET claim_expires_at = ? WHERE id = ? AND status = 'delivering' "
+            "AND claim_owner = ?",
+            (until, job_id, owner),
+        ).rowcount == 1)
 
     async def release_claim(self, job_id: str, owner: str) -> bool:
         """Give a claim back now (stopping mid-upload): the job stays ``delivering`` with an
         expired claim, so whoever takes it next asks the platform whether the upload arrived."""
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET claim_expires_at = 0, updated_at = ? WHERE id = ? "
-                "AND status = 'delivering' AND claim_owner = ?",
-                (self.db.now(), job_id, owner),
-            )
-            return cursor.rowcount == 1
+        now = self.db.now()
+        return await self.db.write(lambda conn: conn.execute(
+            "UPDATE jobs SET claim_expires_at = 0, updated_at = ? WHERE id = ? "
+            "AND status = 'delivering' AND claim_owner = ?",
+            (now, job_id, owner),
+        ).rowcount == 1)
 
     async def finish(self, job_id: str, *, owner: str | None = None) -> SettleOutcome:
         """Delivered: commit the reservation and mark the job done (idempotent).
@@ -258,39 +252,40 @@ class JobStore:
         self, job_id: str, status: JobStatus, error: str | None, owner: str | None
     ) -> SettleOutcome:
         kind = "commit" if status is JobStatus.DONE else "refund"
-        async with self.db.transaction() as conn:
-            row = await fetch_one(
-                conn, "SELECT status, claim_owner FROM jobs WHERE id = ?", job_id
-            )
+        now = self.db.now()
+
+        def work(conn: sqlite3.Connection) -> SettleOutcome:
+            row = fetch_one(conn, "SELECT status, claim_owner FROM jobs WHERE id = ?", job_id)
             if (
                 row is not None
                 and row["status"] == JobStatus.DELIVERING.value
                 and (owner is None or row["claim_owner"] != owner)
             ):
                 return SettleOutcome.NOT_CLAIM_OWNER  # only the claim's owner settles it
-            outcome = await settle_reservation(conn, self.db.now(), job_id, kind)
+            outcome = settle_reservation(conn, now, job_id, kind)
             if outcome is SettleOutcome.REFUNDED:
-                await self._audit_refund(conn, job_id, error)
+                _audit_refund(conn, now, job_id, error)
             if outcome in (SettleOutcome.COMMITTED, SettleOutcome.REFUNDED):
                 # A settled job needs no platform credentials any more (Discord's
                 # interaction token): they are dropped with the settlement.
-                await conn.execute(
+                conn.execute(
                     "UPDATE jobs SET status = ?, error = ?, updated_at = ?, "
                     f"delivery = json_remove(delivery, {_SECRET_PATHS}) WHERE id = ?",
-                    (status.value, error, self.db.now(), job_id),
+                    (status.value, error, now, job_id),
                 )
             return outcome
 
-    async def _audit_refund(
-        self, conn: aiosqlite.Connection, job_id: str, reason: str | None
-    ) -> None:
-        row = await fetch_one(
-            conn, "SELECT j.platform, j.server_id, j.cost, u.platform_user_id FROM jobs j "
-            "JOIN users u ON u.id = j.user_id WHERE j.id = ?", job_id,
+        return await self.db.write(work)
+
+
+def _audit_refund(conn: sqlite3.Connection, now: str, job_id: str, reason: str | None) -> None:
+    row = fetch_one(
+        conn, "SELECT j.platform, j.server_id, j.cost, u.platform_user_id FROM jobs j "
+        "JOIN users u ON u.id = j.user_id WHERE j.id = ?", job_id,
+    )
+    if row is not None:
+        audit.record(
+            conn, now, platform=row["platform"], server_id=row["server_id"],
+            actor=audit.SYSTEM, action="refund", target=f"job {job_id}",
+            amount=row["cost"], reason=reason,
         )
-        if row is not None:
-            await audit.record(
-                conn, self.db.now(), platform=row["platform"], server_id=row["server_id"],
-                actor=audit.SYSTEM, action="refund", target=f"job {job_id}",
-                amount=row["cost"], reason=reason,
-            )

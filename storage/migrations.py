@@ -5,7 +5,8 @@ Append new migrations to MIGRATIONS; never edit one that has shipped.
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
+from collections.abc import Iterator
 
 _APPEND_ONLY = """
 CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
@@ -138,16 +139,39 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
-    """Apply every migration newer than the database; return the resulting version."""
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this talkies "
-            f"({len(MIGRATIONS)}): upgrade talkies"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database; return the resulting version.
+
+    The version is read under the write lock: of two bots opening a new file at once, one
+    migrates it and the other then finds it done.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this talkies "
+                f"({len(MIGRATIONS)}): upgrade talkies"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return len(MIGRATIONS)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A script's statements one by one (a trigger's body keeps its inner semicolons)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"incomplete statement in a migration: {pending!r}")

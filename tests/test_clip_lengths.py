@@ -13,6 +13,7 @@ from bot.clip_lengths import floor_to_centiseconds
 from bot.service import Actor, Service, UserFacingError
 from gpu_worker.capabilities import (
     RECORD_TTL_S,
+    WORKER_INDEX_KEY,
     WORKER_KEY_PREFIX,
     CapabilityAnnouncer,
     WorkerCapabilities,
@@ -79,6 +80,7 @@ async def test_a_record_that_does_not_parse_is_ignored(service: Service, queue: 
     await queue.set(WORKER_KEY_PREFIX + "junk:1", b"\x80\x04not a record", ex=30)
     await queue.set(WORKER_KEY_PREFIX + "junk:2", b'{"worker": "x", "preset": "p", "max_seconds": -1,'
                     b' "fps": 8, "width": 1, "height": 1}', ex=30)
+    await queue.sadd(WORKER_INDEX_KEY, WORKER_KEY_PREFIX + "junk:1", WORKER_KEY_PREFIX + "junk:2")
     announcer = await announce(queue, "gpu-c:3", "cogvideox")
     try:
         assert [r.preset for r in await live_workers(queue)] == ["cogvideox"]
