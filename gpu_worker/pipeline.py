@@ -1,15 +1,18 @@
 """The two-stream pipeline as a chain of plain functions: prompt -> MP4 with synced audio.
 
     plan_prompt -> video stream  -> analyze_frames -> SFX batch (AudioGen) -> place on events -+
-               \-> music (MusicGen, own thread) ------------------------------------------------+-> mix -> encode_mp4
-               \-> ambience (AudioGen, own thread) ---------------------------------------------+
+               \-> music (MusicGen, own thread) ------------------------------------------------+-> mix -> mux
+               \-> ambience (AudioGen, own thread) ---------------------------------------------+         ^
+                   the video's frames -> encode the picture (H.264, own thread) -------------------------+
 
 Music and ambience need only the plan, so both start with the video stream: wall time
 approaches max(video + analysis + SFX, music, ambience), not their sum. Only the short SFX
 wait for events, and they start as soon as the events are known (after the ambience, when
-both want AudioGen at once). Everything from the analysis on takes any frames, so a user's
-own video gets a soundtrack with :func:`score_frames`. Each stage's start and end are kept
-(``ClipResult.timeline``), so the shape of the chain can be checked, not just its total.
+both want AudioGen at once). The picture is encoded as soon as the frames exist, so after
+the mix only the mux remains (the AAC track beside the picture's packets, copied unchanged;
+``/sound``'s own encoder does it all after the mix). Everything from the analysis on takes
+any frames, so a user's own video gets a soundtrack with :func:`score_frames`. Each stage's
+start and end are kept (``ClipResult.timeline``), so the shape of the chain can be checked, not just its total.
 
 Every stage reports its start (fraction 0) and checks the optional :class:`Cancellation`
 between its steps (denoising steps, audio tokens, encoded frames), so a stopped job ends within
@@ -44,7 +47,7 @@ from gpu_worker.audio import warm_up as warm_up_audio
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback
 from gpu_worker.cancellation import Cancellation
 from gpu_worker.mix import MixResult, mix
-from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
+from gpu_worker.mux import EncodedVideo, EncodeInfo, encode_mp4, encode_video, mux_audio, write_stems
 from gpu_worker.placement import onset_near, pan_of, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
 from gpu_worker.presets import (
@@ -375,6 +378,40 @@ def start_beds(
     return AudioBeds(pool.submit(music), pool.submit(ambience), pool)
 
 
+class PictureEncode:
+    """The video stream being encoded in its own thread (:func:`start_picture`)."""
+
+    def __init__(self, future: Future[EncodedVideo], pool: ThreadPoolExecutor) -> None:
+        self.future = future
+        self.pool = pool
+
+    def result(self) -> EncodedVideo:
+        try:
+            return self.future.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def discard(self) -> None:
+        """Wait for the thread to end and delete what it wrote."""
+        self.pool.shutdown(wait=True)
+        if not self.future.cancelled() and self.future.exception() is None:
+            self.future.result().discard()
+
+
+def start_picture(frames: np.ndarray, fps: float, output: Path, device: str, timer: _Timer,
+                  progress: _Progress) -> PictureEncode:
+    """Encode ``frames`` to H.264 for ``output`` in a thread (stage ``encode``); every frame
+    checks for a stop, but reports no progress (the percent belongs to the main chain)."""
+    def encode() -> EncodedVideo:
+        with timer.stage("encode"):
+            return encode_video(frames, fps, output, preset="veryfast",
+                                on_frame=lambda done, total: progress.check("encode"),
+                                video_codec=video_codec_for(device))
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="picture")
+    return PictureEncode(pool.submit(encode), pool)
+
+
 def generate_clip(
     models: Models,
     request: ClipRequest,
@@ -490,6 +527,10 @@ def score_frames(
     if beds is None:
         progress.streams("music", "ambience")
         beds = start_beds(models, plan, duration, seed, timer, progress)
+    # The picture needs no sound: encode it now, beside the analysis, SFX and mix; only the
+    # mux (copying its packets beside the AAC track) waits for the mix.
+    picture = start_picture(frames, fps, output, models.device, timer, progress) \
+        if encoder is encode_mp4 else None
     try:
         progress("analysis", 0.0, STAGE_START["analysis"])
         with timer.stage("analysis"):
@@ -510,30 +551,39 @@ def score_frames(
             ) if clips else None
             progress.check("sfx")  # also when there was nothing to place
         music, ambience = beds.result()
+
+        progress("mix", 0.0, STAGE_START["mix"])
+        with timer.stage("mix"):
+            mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
+            placed = [
+                PlacedSfx(label, event, onset_near(mixed.audio, event.time) - event.time)
+                for (label, _), event in zip(cues, events, strict=True)
+            ]
+
+        progress("mix", 1.0, STAGE_START["encode"])
+        progress("encode", 0.0, STAGE_START["encode"])
+        encode_step = progress.check
+        if picture is not None:
+            video = picture.result()
+            picture = None  # mux_audio owns the video file now
+            with timer.stage("mux"):
+                encoded = mux_audio(video, mixed.audio, output, max_bytes=max_bytes,
+                                    on_frame=lambda done, total: encode_step("encode"))
+        else:
+            with timer.stage("encode"):
+                encoded = encoder(
+                    frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
+                    on_frame=lambda done, total: encode_step("encode"),
+                    video_codec=video_codec_for(models.device),
+                )
+        if stems_dir is not None:
+            write_stems(stems_dir, mixed.stems)
     except BaseException:
         if own_beds:
             beds.abandon()
+        if picture is not None:  # it stops at its next frame once the chain is stopped
+            picture.discard()
         raise
-
-    progress("mix", 0.0, STAGE_START["mix"])
-    with timer.stage("mix"):
-        mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
-        placed = [
-            PlacedSfx(label, event, onset_near(mixed.audio, event.time) - event.time)
-            for (label, _), event in zip(cues, events, strict=True)
-        ]
-
-    progress("mix", 1.0, STAGE_START["encode"])
-    progress("encode", 0.0, STAGE_START["encode"])
-    encode_step = progress.check
-    with timer.stage("encode"):
-        encoded = encoder(
-            frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
-            on_frame=lambda done, total: encode_step("encode"),
-            video_codec=video_codec_for(models.device),
-        )
-        if stems_dir is not None:
-            write_stems(stems_dir, mixed.stems)
     progress("encode", 1.0, 100.0)
     return ClipResult(output, plan, analysis, mixed, encoded, placed, timer.timings,
                       timer.timeline)
