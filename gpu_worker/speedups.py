@@ -112,9 +112,9 @@ def _compile_lm(lm: Any, cuda_graphs: bool) -> None:
     Shapes are the static cache's, but for the text's length: each batch size and the first
     step of a generation get their own graphs, hence the higher limit.
     """
-    import torch._dynamo
+    from torch import _dynamo
 
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_LIMIT)
+    _raise_recompile_limit()
     eager = lm.forward
     compiled = torch.compile(eager, mode="reduce-overhead" if cuda_graphs else None)
 
@@ -122,7 +122,7 @@ def _compile_lm(lm: Any, cuda_graphs: bool) -> None:
                 stage: int = -1) -> torch.Tensor:
         for tensors in (condition_tensors or {}).values():  # text length varies by prompt:
             for tensor in tensors:  # one graph for all lengths (but 1), not one per length
-                torch._dynamo.maybe_mark_dynamic(tensor, 1)
+                _dynamo.maybe_mark_dynamic(tensor, 1)
         if cuda_graphs:  # each call is a new step: outputs of the last replay are consumed
             torch.compiler.cudagraph_mark_step_begin()
         return compiled(sequence, conditions, condition_tensors, stage)
@@ -146,11 +146,15 @@ def is_audio_compiled(engine: Any) -> bool:
 def configure_compile_cache(cache_dir: str | Path) -> Path:
     """Keep inductor's caches (FX graphs, kernels) on disk under ``cache_dir``, across restarts.
 
-    A variable already set by the operator wins.
+    A ``TORCHINDUCTOR_CACHE_DIR`` set by the operator wins (torch itself sets its default,
+    a folder in /tmp, when something imports inductor: that one is replaced).
     """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     folder = Path(cache_dir) / "inductor"
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
@@ -166,11 +170,15 @@ def compile_video(pipeline: Any, device: str | torch.device) -> bool:
     if problem or denoiser is None:
         log.info("video compile off: %s", problem or "the pipeline has no transformer/unet")
         return False
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_LIMIT)
+    _raise_recompile_limit()
     denoiser.compile(dynamic=True)
     return True
+
+
+def _raise_recompile_limit() -> None:
+    from torch import _dynamo
+
+    _dynamo.config.recompile_limit = max(_dynamo.config.recompile_limit, COMPILE_LIMIT)
 
 
 def _compile_problem(device: torch.device) -> str | None:

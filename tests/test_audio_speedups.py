@@ -146,3 +146,43 @@ def test_speed_ups_are_off_by_default() -> None:
     settings = load_settings()
     assert settings.compile is False
     assert AudioSpeedups.from_settings(settings) == AudioSpeedups()
+
+
+def test_inductor_cache_goes_under_the_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # torch's own default
+    assert configure_compile_cache(tmp_path) == tmp_path / "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "operator"))  # the operator's
+    assert configure_compile_cache(tmp_path) == tmp_path / "operator"
+
+
+def test_load_models_applies_the_speed_ups_and_times_its_phases(tiny_model_cache: Path) -> None:
+    from gpu_worker.pipeline import load_models
+
+    models = load_models(TINY, "cpu", tiny_model_cache, warm_up=True,
+                         audio_speedups=AudioSpeedups(dtype="bfloat16", static_cache=True))
+    for model in (models.music, models.sfx):
+        assert model.speedups == AudioSpeedups(dtype="bfloat16", static_cache=True)
+        assert next(model.model.lm.parameters()).dtype == torch.bfloat16
+    assert models.load_s > 0 and models.warm_up_s > 0 and not models.video_compiled
+
+
+@pytest.mark.slow
+def test_the_video_denoiser_is_compiled_at_start_not_in_a_job(tiny_model_cache: Path, tmp_path: Path) -> None:
+    """``TALKIES_COMPILE``: compiled by the warm-up, for any clip length (shapes dynamic): a
+    3 s clip is longer than both warm-up clips."""
+    from torch._dynamo.utils import counters
+
+    from gpu_worker.pipeline import ClipRequest, generate_clip, load_models
+
+    configure_compile_cache(tiny_model_cache)
+    models = load_models(TINY, "cpu", tiny_model_cache, warm_up=True, compile_video=True)
+    assert models.video_compiled
+    compiled = counters["stats"]["unique_graphs"]
+    assert compiled > 0
+    result = generate_clip(models, ClipRequest("waves on rocks, calm piano", seconds=3.0, seed=2),
+                           tmp_path / "clip.mp4")
+    assert result.encode.size_bytes > 0
+    assert counters["stats"]["unique_graphs"] == compiled  # nothing compiled inside the job
