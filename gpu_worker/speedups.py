@@ -139,10 +139,6 @@ def uncompile_audio(engine: Any) -> None:
         del engine.lm._talkies_eager_forward
 
 
-def is_audio_compiled(engine: Any) -> bool:
-    return hasattr(engine.lm, "_talkies_eager_forward")
-
-
 def configure_compile_cache(cache_dir: str | Path) -> Path:
     """Keep inductor's caches (FX graphs, kernels) on disk under ``cache_dir``, across restarts.
 
@@ -241,12 +237,13 @@ def _static_forward(self: Any, query: torch.Tensor, key: torch.Tensor, value: to
     q, k, v = projected.view(batch, steps, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     keys, values = _buffers(self, batch, k)
     state = self._streaming_state
-    if "position" not in state:
-        state["position"] = torch.zeros((), dtype=torch.long, device=query.device)
+    if "position" not in state:  # a generation starts (streaming() clears the state at its end)
+        state["position"] = _position(self, query.device)
+        state["position"].zero_()
     positions = state["position"] + torch.arange(steps, device=query.device)
     keys.index_copy_(2, positions, k)
     values.index_copy_(2, positions, v)
-    state["position"].add_(steps)  # in place: an input of the next step, not an output
+    state["position"].add_(steps)  # in place, on a module buffer: a CUDA graph may replay it
     key_positions = torch.arange(keys.shape[2], device=query.device)
     valid = key_positions.view(1, -1) <= positions.view(-1, 1)  # [steps, capacity]
     if self.attention_as_float32:
@@ -262,6 +259,15 @@ def _static_forward(self: Any, query: torch.Tensor, key: torch.Tensor, value: to
         x = torch.einsum("bhtk,bhkd->bhtd", weights, values)
     x = x.to(dtype).transpose(1, 2).reshape(batch, steps, -1)
     return self.out_proj(x), None
+
+
+def _position(attention: Any, device: torch.device) -> torch.Tensor:
+    """The module's write position, a buffer (a static input to compiled graphs)."""
+    position = getattr(attention, "_talkies_position", None)
+    if position is None or position.device != device:
+        attention.register_buffer("_talkies_position", torch.zeros((), dtype=torch.long, device=device),
+                                  persistent=False)
+    return attention._talkies_position
 
 
 def _buffers(attention: Any, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
