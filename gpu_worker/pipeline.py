@@ -12,7 +12,8 @@ both want AudioGen at once). The picture is encoded as soon as the frames exist,
 the mix only the mux remains (the AAC track beside the picture's packets, copied unchanged;
 ``/sound``'s own encoder does it all after the mix). Everything from the analysis on takes
 any frames, so a user's own video gets a soundtrack with :func:`score_frames`. Each stage's
-start and end are kept (``ClipResult.timeline``), so the shape of the chain can be checked, not just its total.
+start and end are kept (``ClipResult.timeline``), so the shape of the chain can be checked,
+not just its total.
 
 Every stage reports its start (fraction 0) and checks the optional :class:`Cancellation`
 between its steps (denoising steps, audio tokens, encoded frames), so a stopped job ends within
@@ -381,9 +382,11 @@ def start_beds(
 class PictureEncode:
     """The video stream being encoded in its own thread (:func:`start_picture`)."""
 
-    def __init__(self, future: Future[EncodedVideo], pool: ThreadPoolExecutor) -> None:
+    def __init__(self, future: Future[EncodedVideo], pool: ThreadPoolExecutor,
+                 stop: Cancellation) -> None:
         self.future = future
         self.pool = pool
+        self.stop = stop
 
     def result(self) -> EncodedVideo:
         try:
@@ -392,7 +395,8 @@ class PictureEncode:
             self.pool.shutdown(wait=True)
 
     def discard(self) -> None:
-        """Wait for the thread to end and delete what it wrote."""
+        """Stop the thread at its next frame, wait for it and delete what it wrote."""
+        self.stop.cancel()
         self.pool.shutdown(wait=True)
         if not self.future.cancelled() and self.future.exception() is None:
             self.future.result().discard()
@@ -402,14 +406,19 @@ def start_picture(frames: np.ndarray, fps: float, output: Path, device: str, tim
                   progress: _Progress) -> PictureEncode:
     """Encode ``frames`` to H.264 for ``output`` in a thread (stage ``encode``); every frame
     checks for a stop, but reports no progress (the percent belongs to the main chain)."""
+    stop = Cancellation()  # set when the chain fails elsewhere: no need to finish the picture
+
+    def check(done: int, total: int) -> None:
+        progress.check("encode")
+        stop.check("encode")
+
     def encode() -> EncodedVideo:
         with timer.stage("encode"):
-            return encode_video(frames, fps, output, preset="veryfast",
-                                on_frame=lambda done, total: progress.check("encode"),
+            return encode_video(frames, fps, output, preset="veryfast", on_frame=check,
                                 video_codec=video_codec_for(device))
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="picture")
-    return PictureEncode(pool.submit(encode), pool)
+    return PictureEncode(pool.submit(encode), pool, stop)
 
 
 def generate_clip(
