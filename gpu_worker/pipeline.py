@@ -525,8 +525,10 @@ def score_frames(
     already) beside analysis -> timed SFX, then mix -> MP4.
 
     The SFX batch starts as soon as the events are known; it shares AudioGen with the ambience
-    and so follows it when both are due at once. ``encoder`` writes the MP4 (``encode_mp4``'s
-    signature); ``/sound`` passes one that keeps the user's own video stream
+    and so follows it when both are due at once. With the default ``encoder`` the picture is
+    encoded in its own thread from the start (stage ``encode``) and muxed with the mix at the
+    end (stage ``mux``). Another ``encoder`` (``encode_mp4``'s signature) writes the whole MP4
+    after the mix; ``/sound`` passes one that keeps the user's own video stream
     (:mod:`gpu_worker.sound_job`).
     """
     timer = timer or _Timer()
