@@ -22,6 +22,7 @@ one model step wherever it is (see :mod:`gpu_worker.cancellation`).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +63,10 @@ from gpu_worker.presets import (
 from gpu_worker.protocol import UserError
 from gpu_worker.speedups import PLAIN, AudioSpeedups, configure_compile_cache
 from gpu_worker.speedups import compile_video as compile_video_pipeline
+from gpu_worker.speedups import uncompile_video
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
+
+log = logging.getLogger(__name__)
 
 
 
@@ -237,10 +241,17 @@ def load_models(
     if warm_up:
         started = time.perf_counter()
         seconds = (preset.frame_multiple + 1) / preset.fps
-        generate_frames(models.video, "warm-up", seconds, 0)
-        if models.video_compiled:  # a second length: the dynamic-shape graph, not a job's
+        if models.video_compiled:  # two lengths: the dynamic-shape graph, not a job's
             longer = min((2 * preset.frame_multiple + 1) / preset.fps, preset.max_seconds)
-            generate_frames(models.video, "warm-up", longer, 0)
+            try:
+                generate_frames(models.video, "warm-up", seconds, 0)
+                generate_frames(models.video, "warm-up", longer, 0)
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eager instead
+                log.warning("compiling the video denoiser failed (%s: %s); it runs eager",
+                            type(error).__name__, error)
+                uncompile_video(models.video.pipeline)
+                models.video_compiled = False
+        generate_frames(models.video, "warm-up", seconds, 0)
         warm_up_audio(models.music)
         warm_up_audio(models.sfx, batches=(2,))
         models.warm_up_s = time.perf_counter() - started

@@ -171,6 +171,13 @@ def compile_video(pipeline: Any, device: str | torch.device) -> bool:
     return True
 
 
+def uncompile_video(pipeline: Any) -> None:
+    """Back to the eager denoiser (a compile that failed at warm-up)."""
+    denoiser = getattr(pipeline, "transformer", None) or getattr(pipeline, "unet", None)
+    if denoiser is not None:
+        denoiser._compiled_call_impl = None  # what nn.Module.compile set
+
+
 def _raise_recompile_limit() -> None:
     from torch import _dynamo
 

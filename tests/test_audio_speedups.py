@@ -114,8 +114,10 @@ def test_two_step_cfg_turns_the_static_cache_off(tiny_model_cache: Path,
 
 
 @pytest.mark.slow
-def test_compiled_decoding_matches_the_plain_path(tiny_model_cache: Path, plain_music: np.ndarray) -> None:
+def test_compiled_decoding_matches_the_plain_path(tiny_model_cache: Path, plain_music: np.ndarray,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Inductor on the CPU (a minute or two cold; its cache is kept under the model cache)."""
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     configure_compile_cache(tiny_model_cache)
     model = _music(tiny_model_cache, AudioSpeedups(compile=True))
     assert model.speedups == AudioSpeedups(static_cache=True, compile=True)
@@ -170,14 +172,15 @@ def test_load_models_applies_the_speed_ups_and_times_its_phases(tiny_model_cache
 
 
 @pytest.mark.slow
-def test_the_video_denoiser_is_compiled_at_start_not_in_a_job(tiny_model_cache: Path, tmp_path: Path) -> None:
+def test_the_video_denoiser_is_compiled_at_start_not_in_a_job(tiny_model_cache: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``TALKIES_COMPILE``: compiled by the warm-up, for any clip length (shapes dynamic): a
     3 s clip is longer than both warm-up clips."""
     from torch._dynamo.utils import counters
 
     from gpu_worker.pipeline import ClipRequest, generate_clip, load_models
 
-    configure_compile_cache(tiny_model_cache)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     models = load_models(TINY, "cpu", tiny_model_cache, warm_up=True, compile_video=True)
     assert models.video_compiled
     compiled = counters["stats"]["unique_graphs"]
@@ -186,3 +189,22 @@ def test_the_video_denoiser_is_compiled_at_start_not_in_a_job(tiny_model_cache: 
                            tmp_path / "clip.mp4")
     assert result.encode.size_bytes > 0
     assert counters["stats"]["unique_graphs"] == compiled  # nothing compiled inside the job
+
+
+def test_a_failed_audio_compile_falls_back_to_eager_at_warm_up(
+        tiny_model_cache: Path, plain_music: np.ndarray, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A compiler that fails (here: inductor's C++ compiler is a program that always fails)
+    puts the model back on its eager forward at start, with one warning."""
+    import torch._inductor.config as inductor_config
+
+    model = _music(tiny_model_cache, AudioSpeedups(compile=True))
+    assert model.speedups.compile
+    with pytest.MonkeyPatch.context() as patch, caplog.at_level(logging.WARNING, logger="gpu_worker.audio"):
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # nothing compiled before
+        patch.setattr(inductor_config.cpp, "cxx", (None, "/bin/false"))
+        patch.setattr(inductor_config, "fx_graph_cache", False)
+        audio.warm_up(model)
+    assert not model.speedups.compile and model.speedups.static_cache
+    assert any("compiling the music model's decoding step failed" in r.message for r in caplog.records)
+    np.testing.assert_array_equal(audio.generate_music(model, TEXT, 1.5, seed=11), plain_music)
