@@ -204,6 +204,7 @@ def test_a_failed_audio_compile_falls_back_to_eager_at_warm_up(
         patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # nothing compiled before
         patch.setattr(inductor_config.cpp, "cxx", (None, "/bin/false"))
         patch.setattr(inductor_config, "fx_graph_cache", False)
+        torch._dynamo.reset()  # no graph compiled by an earlier test in this process
         audio.warm_up(model)
     assert not model.speedups.compile and model.speedups.static_cache
     assert any("compiling the music model's decoding step failed" in r.message for r in caplog.records)
