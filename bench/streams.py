@@ -10,7 +10,8 @@ medians and ratios (absolute times on shared machines are noise; ratios are the 
 * end-to-end / critical path, the critical path being max(video + SFX, music, ambience) +
   mix + encode: 1 would be perfect overlap. On a 2-core CPU the streams share the cores, so
   this is the CPU figure; on a GPU the goal is close to 1.
-* mix + encode share of end-to-end (goal <= 3 %).
+* mix + encode share of end-to-end (goal <= 3 %); "encode" is what is left after the mix
+  (the mux and any rest of the picture's encode, which runs beside the sound).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main() -> None:
     seconds = frame_count(models.preset, args.seconds) / models.preset.fps
     rows: dict[str, list[float]] = {k: [] for k in (
         "video alone", "music alone", "ambience alone", "sfx alone (2 clips)", "end-to-end",
-        "  mix", "  encode", "  ambience start", "  video end")}
+        "  mix", "  encode (after mix)", "  ambience start", "  video end")}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             seed = 100 + i
@@ -70,7 +71,8 @@ def main() -> None:
             result = generate_clip(models, ClipRequest(PROMPT, args.seconds, seed), Path(tmp) / "b.mp4")
             rows["end-to-end"].append(result.timings["total"])
             rows["  mix"].append(result.timings["mix"])
-            rows["  encode"].append(result.timings["encode"])
+            # the picture's encode runs beside the sound: only what is left after the mix counts
+            rows["  encode (after mix)"].append(result.timeline["mux"]["end"] - result.timeline["mix"]["end"])
             rows["  ambience start"].append(result.timeline["ambience"]["start"])
             rows["  video end"].append(result.timeline["video"]["end"])
 
@@ -78,7 +80,7 @@ def main() -> None:
     print(f"\n{args.repeat} runs of a {seconds:.2f} s clip, median seconds:")
     for name, value in med.items():
         print(f"  {name:<24} {value:8.3f}")
-    tail = med["  mix"] + med["  encode"]
+    tail = med["  mix"] + med["  encode (after mix)"]
     sequential = (med["video alone"] + med["music alone"] + med["ambience alone"]
                   + med["sfx alone (2 clips)"] + tail)
     critical = max(med["video alone"] + med["sfx alone (2 clips)"], med["music alone"],

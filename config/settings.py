@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     # text_encoder below.
     offload: Literal["auto", "none", "text_encoder", "model", "sequential"] = "auto"
     device: str | None = None  # "cuda", "cpu"; None picks CUDA when available
+    # Speed-ups (gpu_worker/speedups.py), all off by default: no GPU bench has yet shown them
+    # faster (bench/gpu.py --audio-speedups). compile: the video denoiser, compiled and warmed
+    # up at worker start; audio_*: MusicGen/AudioGen decoding (dtype "auto" = audiocraft's own:
+    # float16 autocast on CUDA, float32 on CPU; compile = the LM step, CUDA graphs on CUDA).
+    compile: bool = False
+    audio_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    audio_static_cache: bool = False
+    audio_compile: bool = False
+    audio_batched_cfg: bool = True
     cache_dir: Path = Path.home() / ".cache" / "talkies"
     # Where `talkies up` keeps its local Redis data (AOF), and other state of this host.
     data_dir: Path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "talkies"

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ import torch
 from scipy.signal import resample_poly
 
 from gpu_worker import audio_weights, compat, hub_cache
+from gpu_worker.speedups import PLAIN, AudioSpeedups, apply_audio_speedups, uncompile_audio
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback, fit_length
 from gpu_worker.presets import TINY, Preset, default_cache_dir
 
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 TINY_SEED = 20240602
 MUSIC_CFG_COEF = 3.0
 TOP_K = 250
+# With audio_compile on, generations run in these batch sizes only (one for music and
+# ambience, up to eight SFX cues at once), so no job meets a batch size not compiled at start.
+COMPILED_BATCHES = (1, 8)
+WARM_UP_TEXT = "a warm-up of several words"  # a compiled graph fits texts of 2+ tokens
 
 AudioKind = Literal["music", "sfx"]
 
@@ -56,6 +61,7 @@ class AudioModel:
     kind: AudioKind
     model: Any  # audiocraft.models.MusicGen | audiocraft.models.AudioGen
     source: str  # hub repo id or local checkpoint folder
+    speedups: AudioSpeedups = PLAIN  # the decoding speed-ups in effect (see gpu_worker.speedups)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -71,25 +77,30 @@ class AudioModel:
 
 
 def load_music_model(preset: Preset, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
+                     cache_dir: str | Path | None = None, weights: str = "hub",
+                     speedups: AudioSpeedups = PLAIN) -> AudioModel:
     """MusicGen for the preset, on ``device``.
 
     ``weights``: ``hub`` (real weights from the Hugging Face cache), ``random`` (full-size
     random weights) or ``shallow`` (one block per stack), built once into the private hub
     cache under ``cache_dir`` (see :mod:`gpu_worker.audio_weights`); on a GPU they are built
-    there directly. The ``tiny`` preset always builds its own tiny models.
+    there directly. The ``tiny`` preset always builds its own tiny models. ``speedups``: the
+    decoding speed-ups to switch on (:mod:`gpu_worker.speedups`; what can't run here
+    falls back, and ``AudioModel.speedups`` says what is in effect).
     """
-    return _load("music", preset.music_checkpoint, device, cache_dir, weights)
+    return _load("music", preset.music_checkpoint, device, cache_dir, weights, speedups)
 
 
 def load_sfx_model(preset: Preset, device: str | torch.device = "cpu",
-                   cache_dir: str | Path | None = None, weights: str = "hub") -> AudioModel:
-    """AudioGen (ambience and sound effects) for the preset, on ``device``; ``weights`` as above."""
-    return _load("sfx", preset.sfx_checkpoint, device, cache_dir, weights)
+                   cache_dir: str | Path | None = None, weights: str = "hub",
+                   speedups: AudioSpeedups = PLAIN) -> AudioModel:
+    """AudioGen (ambience and sound effects) for the preset, on ``device``; the rest as above."""
+    return _load("sfx", preset.sfx_checkpoint, device, cache_dir, weights, speedups)
 
 
 def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
-          cache_dir: str | Path | None, weights: str = "hub") -> AudioModel:
+          cache_dir: str | Path | None, weights: str = "hub",
+          speedups: AudioSpeedups = PLAIN) -> AudioModel:
     if weights not in hub_cache.WEIGHTS_MODES:
         raise ValueError(f"unknown weights mode {weights!r}; valid: {', '.join(hub_cache.WEIGHTS_MODES)}")
     models = compat.import_audiocraft()
@@ -104,7 +115,8 @@ def _load(kind: AudioKind, checkpoint: str, device: str | torch.device,
     # replaces them; fork_rng keeps that from moving the global RNG.
     with torch.random.fork_rng(devices=[]):
         model = model_class.get_pretrained(source, device=str(torch.device(device)))
-    return AudioModel(kind=kind, model=model, source=source)
+    in_effect = apply_audio_speedups(model, speedups) if speedups != PLAIN else PLAIN
+    return AudioModel(kind=kind, model=model, source=source, speedups=in_effect)
 
 
 # --- generation ---------------------------------------------------------------
@@ -141,6 +153,10 @@ def _generate(model: AudioModel, descriptions: list[str], seconds: float,
     if seconds <= 0:
         raise ValueError(f"audio length must be positive, got {seconds} s")
     engine = model.model
+    wanted = len(descriptions)
+    if model.speedups.compile:  # only batch sizes compiled at start: pad, drop the extra clips
+        batch = next((size for size in COMPILED_BATCHES if size >= wanted), wanted)
+        descriptions = descriptions + descriptions[-1:] * (batch - wanted)
     # Generate whole codec frames covering the request; trimmed after resampling.
     frames = math.ceil(seconds * engine.frame_rate - 1e-6)
     duration = frames / engine.frame_rate
@@ -150,14 +166,38 @@ def _generate(model: AudioModel, descriptions: list[str], seconds: float,
     with model.lock, torch.inference_mode(), compat.seeded_sampling(seed):
         engine.set_generation_params(use_sampling=True, top_k=TOP_K, duration=duration,
                                      cfg_coef=MUSIC_CFG_COEF,
-                                     extend_stride=_extend_stride(engine.max_duration))
+                                     extend_stride=_extend_stride(engine.max_duration),
+                                     two_step_cfg=not model.speedups.batched_cfg)
         engine.set_custom_progress_callback(on_step)
         try:
             wav = engine.generate(descriptions, progress=on_step is not None)
         finally:
             engine.set_custom_progress_callback(None)
     native = wav.float().mean(dim=1).cpu().numpy()  # (batch, samples), mono
-    return [_to_output_rate(clip, model.native_rate, seconds) for clip in native]
+    return [_to_output_rate(clip, model.native_rate, seconds) for clip in native[:wanted]]
+
+
+def warm_up(model: AudioModel, batches: tuple[int, ...] = (1,)) -> None:
+    """Run ``model`` once per batch size, so one-time costs are paid now, not in a job.
+
+    With ``compile`` on, each batch size in :data:`COMPILED_BATCHES` runs twice (the first
+    generation's first step and every later one are separate graphs); a compile that fails
+    here puts the model back on its eager forward, with one log line.
+    """
+    if not model.speedups.compile:
+        for batch in batches:
+            _generate(model, [WARM_UP_TEXT] * batch, 1.0, 0)
+        return
+    try:
+        for batch in COMPILED_BATCHES:
+            for _ in range(2):
+                _generate(model, [WARM_UP_TEXT] * batch, 1.0, 0)
+    except Exception as error:  # noqa: BLE001 - any compiler failure: run eager instead
+        log.warning("compiling the %s model's decoding step failed (%s: %s); it runs eager",
+                    model.kind, type(error).__name__, error)
+        uncompile_audio(model.model)
+        model.speedups = replace(model.speedups, compile=False)
+        warm_up(model, batches)
 
 
 def _extend_stride(max_duration: float) -> float:

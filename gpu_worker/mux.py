@@ -1,7 +1,10 @@
 """Encode frames + stereo audio into one MP4 (H.264 + AAC, +faststart) with PyAV.
 
-`encode_mp4` writes a temp file next to the target and renames it (faststart rewrites
-the file at close, which a BytesIO cannot do). The audio is trimmed or padded to the
+`encode_mp4` is `encode_video` (the picture alone, into a video-only MP4 next to the target,
+as soon as the frames exist) then `mux_audio` (its packets copied unchanged beside the AAC
+track): the pipeline runs the first while the sound is still being made. Both write temp
+files next to the target and rename (faststart rewrites the file at close, which a BytesIO
+cannot do). The audio is trimmed or padded to the
 video's duration. With `max_bytes`, a file that comes out too big is re-encoded at a
 video bitrate computed from the budget (and a lower audio bitrate when needed) until it
 fits, or `SizeLimitError` says why it can't. Output is deterministic: fixed encoder
@@ -82,6 +85,26 @@ class _Settings:
     audio_bitrate: int
 
 
+@dataclass
+class EncodedVideo:
+    """The picture alone, encoded to H.264 in a video-only MP4 beside the target file.
+
+    :func:`encode_video` makes it (as soon as the frames exist: the pipeline runs it while
+    the sound is still being made); :func:`mux_audio` adds the sound without re-encoding the
+    picture, unless the size limit asks for a smaller one, and deletes it.
+    """
+
+    path: Path
+    frames: np.ndarray  # even-sized, kept for a re-encode to a size limit
+    fps: float
+    settings: _Settings
+    preset: str
+    codec: str  # what actually encoded it (libx264 where NVENC couldn't open)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | None,
                path: str | os.PathLike[str], *, max_bytes: int | None = None, crf: int = 23,
                video_bitrate: int | None = None, audio_bitrate: int = 128_000,
@@ -93,42 +116,96 @@ def encode_mp4(frames: np.ndarray, fps: float, audio_stereo_48k: np.ndarray | No
     raises stops the encode and leaves nothing at `path`. ``video_codec`` ``h264_nvenc`` encodes
     on an NVIDIA GPU; where that can't open (no GPU, no driver, a build without it) the encode
     falls back to libx264 with ``preset``, once, and says so in the log and ``video_codec``.
+    The same as :func:`encode_video` then :func:`mux_audio`.
+    """
+    video = encode_video(frames, fps, path, crf=crf, video_bitrate=video_bitrate,
+                         audio_bitrate=audio_bitrate, preset=preset, on_frame=on_frame,
+                         video_codec=video_codec)
+    return mux_audio(video, audio_stereo_48k, path, max_bytes=max_bytes, on_frame=on_frame)
+
+
+def encode_video(frames: np.ndarray, fps: float, path: str | os.PathLike[str], *, crf: int = 23,
+                 video_bitrate: int | None = None, audio_bitrate: int = 128_000,
+                 preset: str = "medium", on_frame: StepCallback | None = None,
+                 video_codec: str = "libx264") -> EncodedVideo:
+    """Encode the picture for the MP4 that will be at `path` (options as :func:`encode_mp4`).
+
+    ``audio_bitrate`` is the one :func:`mux_audio` will use first. Nothing is left behind
+    when it raises.
     """
     video = _even(np.asarray(frames))
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    n_frames = video.shape[0]
-    samples = round(n_frames / fps * SAMPLE_RATE)
-    audio = to_stereo(np.zeros(samples, np.float32) if audio_stereo_48k is None else audio_stereo_48k, samples)
     target = Path(path)
-    tmp = _temp_file(target)
+    tmp = _temp_file(target, ".video.part")
     settings = _Settings(None if video_bitrate else crf, video_bitrate, audio_bitrate)
     codec = video_codec if video_codec in av.codecs_available else "libx264"
     try:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                _write(tmp, video, fps, audio, settings, preset, on_frame, codec)
-            except av.FFmpegError as exc:
-                if codec == "libx264":
-                    raise
-                log.warning("%s is not usable here (%s); encoding with libx264", codec, exc)
-                codec = "libx264"
-                _write(tmp, video, fps, audio, settings, preset, on_frame, codec)
-            size = tmp.stat().st_size
-            if max_bytes is None or size <= max_bytes:
-                os.replace(tmp, target)
-                return EncodeInfo(
-                    path=target, size_bytes=size, width=video.shape[2], height=video.shape[1],
-                    n_frames=n_frames, fps=float(fps), duration=n_frames / fps, audio_samples=samples,
-                    crf=settings.crf, video_bitrate=settings.video_bitrate,
-                    audio_bitrate=settings.audio_bitrate, attempts=attempt, video_codec=codec,
-                )
-            settings = _smaller(settings, size, max_bytes, n_frames / fps)
-        raise SizeLimitError(_too_big(max_bytes, size), params={"max_mb": max_bytes / 1e6})
+        codec = _write_video_falling_back(tmp, video, fps, settings, preset, on_frame, codec)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _path_error(target, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return EncodedVideo(tmp, video, float(fps), settings, preset, codec)
+
+
+def mux_audio(video: EncodedVideo, audio_stereo_48k: np.ndarray | None,
+              path: str | os.PathLike[str], *, max_bytes: int | None = None,
+              on_frame: StepCallback | None = None) -> EncodeInfo:
+    """The MP4 at `path`: ``video``'s packets, unchanged, and the audio as AAC.
+
+    The audio is trimmed or padded to the video's duration. Past ``max_bytes`` the picture is
+    re-encoded at a bitrate from the budget (and the audio at a lower one when needed) until
+    it fits, or :class:`SizeLimitError` says why it can't. ``on_frame`` is called per frame
+    of any re-encode and per AAC frame. ``video``'s file is deleted in every case.
+    """
+    frames, fps = video.frames, video.fps
+    n_frames = frames.shape[0]
+    samples = round(n_frames / fps * SAMPLE_RATE)
+    audio = to_stereo(np.zeros(samples, np.float32) if audio_stereo_48k is None else audio_stereo_48k, samples)
+    target = Path(path)
+    settings, codec = video.settings, video.codec
+    try:
+        tmp = _temp_file(target)
+        try:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                if attempt > 1:
+                    codec = _write_video_falling_back(video.path, frames, fps, settings, video.preset,
+                                                      on_frame, codec)
+                copy_video_with_audio(video.path, audio, tmp, settings.audio_bitrate, on_frame)
+                size = tmp.stat().st_size
+                if max_bytes is None or size <= max_bytes:
+                    os.replace(tmp, target)
+                    return EncodeInfo(
+                        path=target, size_bytes=size, width=frames.shape[2], height=frames.shape[1],
+                        n_frames=n_frames, fps=fps, duration=n_frames / fps, audio_samples=samples,
+                        crf=settings.crf, video_bitrate=settings.video_bitrate,
+                        audio_bitrate=settings.audio_bitrate, attempts=attempt, video_codec=codec,
+                    )
+                settings = _smaller(settings, size, max_bytes, n_frames / fps)
+            raise SizeLimitError(_too_big(max_bytes, size), params={"max_mb": max_bytes / 1e6})
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise _path_error(target, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        video.discard()
+
+
+def _write_video_falling_back(tmp: Path, video: np.ndarray, fps: float, settings: _Settings,
+                              preset: str, on_frame: StepCallback | None, codec: str) -> str:
+    """Encode with ``codec``, or with libx264 where it can't open; returns the one used."""
+    try:
+        _write_video(tmp, video, fps, settings, preset, on_frame, codec)
+        return codec
+    except av.FFmpegError as exc:
+        if codec == "libx264":
+            raise
+        log.warning("%s is not usable here (%s); encoding with libx264", codec, exc)
+        _write_video(tmp, video, fps, settings, preset, on_frame, "libx264")
+        return "libx264"
 
 
 def _even(video: np.ndarray) -> np.ndarray:
@@ -141,11 +218,11 @@ def _even(video: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(video)
 
 
-def _temp_file(target: Path) -> Path:
+def _temp_file(target: Path, suffix: str = ".part") -> Path:
     if target.is_dir():
         raise OutputPathError(f"Can't save the video: {target} is a folder.")
     try:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     except OSError as exc:
         raise _path_error(target, exc) from exc
     os.close(fd)
@@ -164,10 +241,9 @@ def _path_error(target: Path, exc: OSError) -> OutputPathError:
     return OutputPathError(f"Can't save the video to {target}: {why}.")
 
 
-def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Settings, preset: str,
-           on_frame: StepCallback | None = None, codec: str = "libx264") -> None:
-    options = {"movflags": "+faststart", "fflags": "+bitexact"}
-    with av.open(str(tmp), mode="w", format="mp4", options=options) as out:
+def _write_video(tmp: Path, video: np.ndarray, fps: float, s: _Settings, preset: str,
+                 on_frame: StepCallback | None = None, codec: str = "libx264") -> None:
+    with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as out:
         vs = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
         if codec == "libx264":
@@ -183,13 +259,6 @@ def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Sett
             vs.bit_rate = s.video_bitrate
             opts.update(maxrate=str(s.video_bitrate), bufsize=str(2 * s.video_bitrate))
         vs.codec_context.options = opts
-        aus = out.add_stream("aac", rate=SAMPLE_RATE)
-        aus.codec_context.layout = "stereo"
-        aus.bit_rate = s.audio_bitrate
-        # FFmpeg's default AAC coder ("twoloop") took ~0.25 s per 5 s of stereo here, most of
-        # the encode; "fast" is several times quicker at these bit rates.
-        aus.codec_context.options = {"aac_coder": "fast"}
-
         for i, rgb in enumerate(video):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
@@ -197,12 +266,40 @@ def _write(tmp: Path, video: np.ndarray, fps: float, audio: np.ndarray, s: _Sett
             if on_frame is not None:
                 on_frame(i + 1, len(video))
         out.mux(vs.encode(None))
-        for start in range(0, audio.shape[1], AAC_FRAME):  # the last frame may be shorter
+
+
+def copy_video_with_audio(source: str | os.PathLike[str], audio: np.ndarray, tmp: Path,
+                          audio_bitrate: int, on_frame: StepCallback | None = None) -> int:
+    """Write ``source``'s first video stream's packets unchanged and ``audio`` (2, n) as AAC
+    into the MP4 ``tmp``; returns the number of video packets copied."""
+    options = {"movflags": "+faststart", "fflags": "+bitexact"}
+    with av.open(str(source), mode="r") as inp, \
+            av.open(str(tmp), mode="w", format="mp4", options=options) as out:
+        video_in = inp.streams.video[0]
+        video_out = out.add_stream_from_template(video_in)
+        aus = out.add_stream("aac", rate=SAMPLE_RATE)
+        aus.codec_context.layout = "stereo"
+        aus.bit_rate = audio_bitrate
+        # FFmpeg's default AAC coder ("twoloop") took ~0.25 s per 5 s of stereo here, most of
+        # the encode; "fast" is several times quicker at these bit rates.
+        aus.codec_context.options = {"aac_coder": "fast"}
+        packets = 0
+        for packet in inp.demux(video_in):
+            if packet.dts is None:  # the demuxer's flush packet
+                continue
+            packet.stream = video_out
+            out.mux(packet)
+            packets += 1
+        total = -(-audio.shape[1] // AAC_FRAME)
+        for i, start in enumerate(range(0, audio.shape[1], AAC_FRAME)):  # the last may be shorter
             chunk = np.ascontiguousarray(audio[:, start:start + AAC_FRAME])
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = SAMPLE_RATE, start
             out.mux(aus.encode(frame))
+            if on_frame is not None:
+                on_frame(i + 1, total)
         out.mux(aus.encode(None))
+    return packets
 
 
 def _smaller(s: _Settings, size: int, max_bytes: int, duration: float) -> _Settings:

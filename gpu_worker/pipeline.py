@@ -1,15 +1,19 @@
 """The two-stream pipeline as a chain of plain functions: prompt -> MP4 with synced audio.
 
     plan_prompt -> video stream  -> analyze_frames -> SFX batch (AudioGen) -> place on events -+
-               \-> music (MusicGen, own thread) ------------------------------------------------+-> mix -> encode_mp4
-               \-> ambience (AudioGen, own thread) ---------------------------------------------+
+               \-> music (MusicGen, own thread) ------------------------------------------------+-> mix -> mux
+               \-> ambience (AudioGen, own thread) ---------------------------------------------+         ^
+                   the video's frames -> encode the picture (H.264, own thread) -------------------------+
 
 Music and ambience need only the plan, so both start with the video stream: wall time
 approaches max(video + analysis + SFX, music, ambience), not their sum. Only the short SFX
 wait for events, and they start as soon as the events are known (after the ambience, when
-both want AudioGen at once). Everything from the analysis on takes any frames, so a user's
-own video gets a soundtrack with :func:`score_frames`. Each stage's start and end are kept
-(``ClipResult.timeline``), so the shape of the chain can be checked, not just its total.
+both want AudioGen at once). The picture is encoded as soon as the frames exist, so after
+the mix only the mux remains (the AAC track beside the picture's packets, copied unchanged;
+``/sound``'s own encoder does it all after the mix). Everything from the analysis on takes
+any frames, so a user's own video gets a soundtrack with :func:`score_frames`. Each stage's
+start and end are kept (``ClipResult.timeline``), so the shape of the chain can be checked,
+not just its total.
 
 Every stage reports its start (fraction 0) and checks the optional :class:`Cancellation`
 between its steps (denoising steps, audio tokens, encoded frames), so a stopped job ends within
@@ -18,6 +22,7 @@ one model step wherever it is (see :mod:`gpu_worker.cancellation`).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -40,10 +45,11 @@ from gpu_worker.audio import (
     load_music_model,
     load_sfx_model,
 )
+from gpu_worker.audio import warm_up as warm_up_audio
 from gpu_worker.audio_types import SAMPLE_RATE, StepCallback
 from gpu_worker.cancellation import Cancellation
 from gpu_worker.mix import MixResult, mix
-from gpu_worker.mux import EncodeInfo, encode_mp4, write_stems
+from gpu_worker.mux import EncodedVideo, EncodeInfo, encode_mp4, encode_video, mux_audio, write_stems
 from gpu_worker.placement import onset_near, pan_of, place_sfx
 from gpu_worker.plan import AudioPlan, SfxCue, plan_prompt
 from gpu_worker.presets import (
@@ -55,7 +61,12 @@ from gpu_worker.presets import (
     resolve_preset,
 )
 from gpu_worker.protocol import UserError
+from gpu_worker.speedups import PLAIN, AudioSpeedups, configure_compile_cache
+from gpu_worker.speedups import compile_video as compile_video_pipeline
+from gpu_worker.speedups import uncompile_video
 from gpu_worker.video import VideoModel, generate_frames, load_video_model
+
+log = logging.getLogger(__name__)
 
 
 
@@ -114,6 +125,9 @@ class Models:
     video: VideoModel
     music: AudioModel
     sfx: AudioModel
+    load_s: float = 0.0  # loading the three models
+    warm_up_s: float = 0.0  # the warm-up run, including any compiling
+    video_compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,8 @@ def load_models(
     offload: str = "auto",
     size: tuple[int, int] | None = None,
     steps: int | None = None,
+    audio_speedups: AudioSpeedups = PLAIN,
+    compile_video: bool = False,
 ) -> Models:
     """Resolve the preset for the device and load its video, music and SFX models once.
 
@@ -188,6 +204,11 @@ def load_models(
     ``warm_up`` runs each model once on a tiny input, so one-time costs (CUDA kernels,
     oneDNN primitive creation on CPU: seconds for the first audio decode) are paid at start-up
     rather than inside the first user's job or a benchmark's timing.
+
+    ``audio_speedups`` switches decoding speed-ups on for both audio models, and
+    ``compile_video`` compiles the video denoiser (:mod:`gpu_worker.speedups`); whatever is
+    compiled is compiled by the warm-up (so pass ``warm_up=True`` with them), with inductor's
+    cache under ``cache_dir``. ``Models.load_s`` / ``warm_up_s`` time the two phases.
     """
     device = pick_device(device)
     preset = preset_name if isinstance(preset_name, Preset) else resolve_preset(preset_name, device)
@@ -204,19 +225,37 @@ def load_models(
         compat.configure_cpu_backend()
     if weights != "hub":
         hub_cache.activate(hub_cache.private_home(cache, weights))
+    if compile_video or audio_speedups.compile:
+        configure_compile_cache(cache)
+    started = time.perf_counter()
     models = Models(
         preset=preset,
         device=device,
         video=load_video_model(preset, device, cache, weights=weights, offload=offload),
-        music=load_music_model(preset, device, cache, weights=weights),
-        sfx=load_sfx_model(preset, device, cache, weights=weights),
+        music=load_music_model(preset, device, cache, weights=weights, speedups=audio_speedups),
+        sfx=load_sfx_model(preset, device, cache, weights=weights, speedups=audio_speedups),
     )
+    models.load_s = time.perf_counter() - started
+    if compile_video:
+        models.video_compiled = compile_video_pipeline(models.video.pipeline, device)
     if warm_up:
+        started = time.perf_counter()
         seconds = (preset.frame_multiple + 1) / preset.fps
+        if models.video_compiled:  # two lengths: the dynamic-shape graph, not a job's
+            longer = min((2 * preset.frame_multiple + 1) / preset.fps, preset.max_seconds)
+            try:
+                generate_frames(models.video, "warm-up", seconds, 0)
+                generate_frames(models.video, "warm-up", longer, 0)
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eager instead
+                log.warning("compiling the video denoiser failed (%s: %s); it runs eager",
+                            type(error).__name__, error)
+                uncompile_video(models.video.pipeline)
+                models.video_compiled = False
         generate_frames(models.video, "warm-up", seconds, 0)
-        generate_music(models.music, "warm-up", 1.0, 0)
-        generate_sfx_batch(models.sfx, ["warm-up", "warm-up"], SFX_SECONDS, 0)
+        warm_up_audio(models.music)
+        warm_up_audio(models.sfx, batches=(2,))
         plan_prompt("a door slams")  # loads the lemma tables the plan reads (about 0.4 s)
+        models.warm_up_s = time.perf_counter() - started
     return models
 
 
@@ -352,6 +391,48 @@ def start_beds(
     return AudioBeds(pool.submit(music), pool.submit(ambience), pool)
 
 
+class PictureEncode:
+    """The video stream being encoded in its own thread (:func:`start_picture`)."""
+
+    def __init__(self, future: Future[EncodedVideo], pool: ThreadPoolExecutor,
+                 stop: Cancellation) -> None:
+        self.future = future
+        self.pool = pool
+        self.stop = stop
+
+    def result(self) -> EncodedVideo:
+        try:
+            return self.future.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def discard(self) -> None:
+        """Stop the thread at its next frame, wait for it and delete what it wrote."""
+        self.stop.cancel()
+        self.pool.shutdown(wait=True)
+        if not self.future.cancelled() and self.future.exception() is None:
+            self.future.result().discard()
+
+
+def start_picture(frames: np.ndarray, fps: float, output: Path, device: str, timer: _Timer,
+                  progress: _Progress) -> PictureEncode:
+    """Encode ``frames`` to H.264 for ``output`` in a thread (stage ``encode``); every frame
+    checks for a stop, but reports no progress (the percent belongs to the main chain)."""
+    stop = Cancellation()  # set when the chain fails elsewhere: no need to finish the picture
+
+    def check(done: int, total: int) -> None:
+        progress.check("encode")
+        stop.check("encode")
+
+    def encode() -> EncodedVideo:
+        with timer.stage("encode"):
+            return encode_video(frames, fps, output, preset="veryfast", on_frame=check,
+                                video_codec=video_codec_for(device))
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="picture")
+    return PictureEncode(pool.submit(encode), pool, stop)
+
+
 def generate_clip(
     models: Models,
     request: ClipRequest,
@@ -460,8 +541,10 @@ def score_frames(
     already) beside analysis -> timed SFX, then mix -> MP4.
 
     The SFX batch starts as soon as the events are known; it shares AudioGen with the ambience
-    and so follows it when both are due at once. ``encoder`` writes the MP4 (``encode_mp4``'s
-    signature); ``/sound`` passes one that keeps the user's own video stream
+    and so follows it when both are due at once. With the default ``encoder`` the picture is
+    encoded in its own thread from the start (stage ``encode``) and muxed with the mix at the
+    end (stage ``mux``). Another ``encoder`` (``encode_mp4``'s signature) writes the whole MP4
+    after the mix; ``/sound`` passes one that keeps the user's own video stream
     (:mod:`gpu_worker.sound_job`).
     """
     timer = timer or _Timer()
@@ -471,6 +554,10 @@ def score_frames(
     if beds is None:
         progress.streams("music", "ambience")
         beds = start_beds(models, plan, duration, seed, timer, progress)
+    # The picture needs no sound: encode it now, beside the analysis, SFX and mix; only the
+    # mux (copying its packets beside the AAC track) waits for the mix.
+    picture = start_picture(frames, fps, output, models.device, timer, progress) \
+        if encoder is encode_mp4 else None
     try:
         progress("analysis", 0.0, STAGE_START["analysis"])
         with timer.stage("analysis"):
@@ -491,30 +578,39 @@ def score_frames(
             ) if clips else None
             progress.check("sfx")  # also when there was nothing to place
         music, ambience = beds.result()
+
+        progress("mix", 0.0, STAGE_START["mix"])
+        with timer.stage("mix"):
+            mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
+            placed = [
+                PlacedSfx(label, event, onset_near(mixed.audio, event.time) - event.time)
+                for (label, _), event in zip(cues, events, strict=True)
+            ]
+
+        progress("mix", 1.0, STAGE_START["encode"])
+        progress("encode", 0.0, STAGE_START["encode"])
+        encode_step = progress.check
+        if picture is not None:
+            video = picture.result()
+            picture = None  # mux_audio owns the video file now
+            with timer.stage("mux"):
+                encoded = mux_audio(video, mixed.audio, output, max_bytes=max_bytes,
+                                    on_frame=lambda done, total: encode_step("encode"))
+        else:
+            with timer.stage("encode"):
+                encoded = encoder(
+                    frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
+                    on_frame=lambda done, total: encode_step("encode"),
+                    video_codec=video_codec_for(models.device),
+                )
+        if stems_dir is not None:
+            write_stems(stems_dir, mixed.stems)
     except BaseException:
         if own_beds:
             beds.abandon()
+        if picture is not None:  # it stops at its next frame once the chain is stopped
+            picture.discard()
         raise
-
-    progress("mix", 0.0, STAGE_START["mix"])
-    with timer.stage("mix"):
-        mixed = mix(music, ambience, sfx_track, plan.dynamics, duration)
-        placed = [
-            PlacedSfx(label, event, onset_near(mixed.audio, event.time) - event.time)
-            for (label, _), event in zip(cues, events, strict=True)
-        ]
-
-    progress("mix", 1.0, STAGE_START["encode"])
-    progress("encode", 0.0, STAGE_START["encode"])
-    encode_step = progress.check
-    with timer.stage("encode"):
-        encoded = encoder(
-            frames, fps, mixed.audio, output, max_bytes=max_bytes, preset="veryfast",
-            on_frame=lambda done, total: encode_step("encode"),
-            video_codec=video_codec_for(models.device),
-        )
-        if stems_dir is not None:
-            write_stems(stems_dir, mixed.stems)
     progress("encode", 1.0, 100.0)
     return ClipResult(output, plan, analysis, mixed, encoded, placed, timer.timings,
                       timer.timeline)

@@ -26,11 +26,11 @@ import numpy as np
 
 from gpu_worker.audio_types import SAMPLE_RATE, to_stereo
 from gpu_worker.mux import (
-    AAC_FRAME,
     EncodeInfo,
     OutputPathError,
     _path_error,
     _temp_file,
+    copy_video_with_audio,
     decode_audio,
 )
 from gpu_worker.protocol import FAILURES, UserError
@@ -207,29 +207,8 @@ def remux_with_audio(
     audio = to_stereo(audio_stereo_48k, samples)
     target = Path(output)
     tmp = _temp_file(target)
-    options = {"movflags": "+faststart", "fflags": "+bitexact"}
     try:
-        with av.open(str(source), mode="r") as inp, \
-                av.open(str(tmp), mode="w", format="mp4", options=options) as out:
-            video_in = inp.streams.video[0]
-            video_out = out.add_stream_from_template(video_in)
-            aus = out.add_stream("aac", rate=SAMPLE_RATE)
-            aus.codec_context.layout = "stereo"
-            aus.bit_rate = audio_bitrate
-            aus.codec_context.options = {"aac_coder": "fast"}
-            packets = 0
-            for packet in inp.demux(video_in):
-                if packet.dts is None:  # the demuxer's flush packet
-                    continue
-                packet.stream = video_out
-                out.mux(packet)
-                packets += 1
-            for start in range(0, audio.shape[1], AAC_FRAME):
-                chunk = np.ascontiguousarray(audio[:, start:start + AAC_FRAME])
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                frame.sample_rate, frame.pts = SAMPLE_RATE, start
-                out.mux(aus.encode(frame))
-            out.mux(aus.encode(None))
+        packets = copy_video_with_audio(source, audio, tmp, audio_bitrate)
         os.replace(tmp, target)
     except OSError as exc:
         raise _path_error(target, exc) from exc

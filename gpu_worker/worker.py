@@ -108,21 +108,26 @@ def _log_through_arq() -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     from gpu_worker.pipeline import load_models
+    from gpu_worker.speedups import AudioSpeedups
 
     setup_logging(SETTINGS)  # masked, and JSON when TALKIES_LOG_FORMAT=json
     _log_through_arq()
     metrics.serve(SETTINGS.metrics_port_worker, "worker")
 
-    # warm_up: one-time kernel set-up (CUDA, CPU convolutions) happens here, not in the first
-    # user's job, where it would count against TALKIES_JOB_TIMEOUT_S.
+    # warm_up: one-time kernel set-up (CUDA, CPU convolutions) and any compiling
+    # (TALKIES_COMPILE, TALKIES_AUDIO_COMPILE) happen here, never in a user's job, where they
+    # would count against TALKIES_JOB_TIMEOUT_S.
     started = time.monotonic()
-    ctx["models"] = await asyncio.to_thread(
+    ctx["models"] = models = await asyncio.to_thread(
         load_models, SETTINGS.model_preset, SETTINGS.device, SETTINGS.cache_dir, warm_up=True,
         weights=SETTINGS.weights, offload=SETTINGS.offload,
+        audio_speedups=AudioSpeedups.from_settings(SETTINGS), compile_video=SETTINGS.compile,
     )
-    preset = ctx["models"].preset
-    log.info("models loaded: preset %s on %s, loaded and warmed up in %.1f s", preset.name,
-             ctx["models"].device, time.monotonic() - started)
+    preset = models.preset
+    log.info("models loaded: preset %s on %s in %.1f s (loading %.1f s, warm-up%s %.1f s); "
+             "audio speed-ups: %s", preset.name, models.device, time.monotonic() - started,
+             models.load_s, " and compiling" if models.video_compiled or models.music.speedups.compile
+             else "", models.warm_up_s, models.music.speedups.label)
     if preset.max_seconds < SETTINGS.max_clip_seconds:
         log.warning(
             "preset %r makes clips of at most %.2f s, less than TALKIES_MAX_CLIP_SECONDS=%g: "

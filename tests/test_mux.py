@@ -11,7 +11,7 @@ import soundfile
 
 from gpu_worker.analysis import analyze_frames
 from gpu_worker.mux import (DecodeError, MuxError, OutputPathError, SizeLimitError, decode_video,
-                            encode_mp4, write_stems)
+                            encode_mp4, encode_video, mux_audio, write_stems)
 from tests import synthetic_clips as clips
 from tests.conftest import ffprobe
 
@@ -98,6 +98,39 @@ def test_max_bytes_is_respected(tmp_path: Path) -> None:
     streams = ffprobe(tmp_path / "fit.mp4")["streams"]
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.mp4", "free.mp4"]
+
+
+def video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.video[0]) if p.dts is not None]
+
+
+def test_the_picture_encoded_first_is_muxed_unchanged(tmp_path: Path) -> None:
+    """What the pipeline does: the picture while the sound is made, then only the mux."""
+    frames = clips.bouncing_ball(n_frames=24, size=64).frames
+    video = encode_video(frames, 24.0, tmp_path / "clip.mp4", preset="veryfast")
+    assert video.path.parent == tmp_path and video.path.name.endswith(".video.part")
+    packets = video_packets(video.path)
+    with av.open(str(video.path)) as alone:
+        assert [s.type for s in alone.streams] == ["video"]
+    info = mux_audio(video, tone(1.0), tmp_path / "clip.mp4")
+    assert video_packets(tmp_path / "clip.mp4") == packets  # copied, not re-encoded
+    assert info.attempts == 1 and info.n_frames == 24
+    streams = ffprobe(tmp_path / "clip.mp4")["streams"]
+    assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
+    assert abs(float(streams[0]["duration"]) - float(streams[1]["duration"])) <= AAC_FRAME_S
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # the picture's file is gone
+
+
+def test_a_stopped_mux_leaves_nothing(tmp_path: Path) -> None:
+    video = encode_video(clips.static().frames, 24.0, tmp_path / "clip.mp4")
+
+    def stop(done: int, total: int) -> None:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        mux_audio(video, tone(1.0), tmp_path / "clip.mp4", on_frame=stop)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_impossible_budget_is_a_clear_error(tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ def test_music_and_ambience_start_with_the_video_and_never_wait_for_its_frames(
     """The shape of the chain, from each stage's start and end as ``talkies generate
     --timings`` writes them (never from durations): music and ambience start at the
     beginning next to the video, the ambience starts before the video ends, the SFX wait only
-    for the events (after the analysis), the mix for everything."""
+    for the events (after the analysis), the mix for everything; the picture's encode starts
+    with the frames, before the mix ends, and the mux follows both."""
     env = {**os.environ, "TALKIES_CACHE_DIR": str(tiny_model_cache), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "generate",
@@ -97,7 +98,7 @@ def test_music_and_ambience_start_with_the_video_and_never_wait_for_its_frames(
     assert done.returncode == 0, done.stderr
     assert ffprobe(tmp_path / "clip.mp4", tmp_path)["streams"]
     t = json.loads((tmp_path / "timings.json").read_text())
-    assert set(t) >= {"plan", "video", "music", "ambience", "analysis", "sfx", "mix", "encode"}
+    assert set(t) >= {"plan", "video", "music", "ambience", "analysis", "sfx", "mix", "encode", "mux"}
     assert all(set(span) == {"start", "end"} and 0 <= span["start"] <= span["end"]
                for span in t.values()), t
     for stream in ("video", "music", "ambience"):
@@ -109,7 +110,10 @@ def test_music_and_ambience_start_with_the_video_and_never_wait_for_its_frames(
     assert t["analysis"]["start"] >= t["video"]["end"]
     assert t["sfx"]["start"] >= t["analysis"]["end"]
     assert t["mix"]["start"] >= max(t["sfx"]["end"], t["music"]["end"], t["ambience"]["end"])
-    assert t["encode"]["start"] >= t["mix"]["end"]
+    # The picture is encoded once the frames exist, beside the sound; only the mux waits.
+    assert t["encode"]["start"] >= t["video"]["end"]
+    assert t["encode"]["start"] < t["mix"]["end"], t
+    assert t["mux"]["start"] >= max(t["mix"]["end"], t["encode"]["end"])
     assert "ambience" in done.stderr and "time:" in done.stderr
 
 
