@@ -195,10 +195,15 @@ def _place(pipeline: Any, preset: Preset, device: torch.device, offload: str) ->
         from accelerate import cpu_offload_with_hook
 
         pipeline.to(device)
-        pipeline.text_encoder.to("cpu")
-        # On the GPU for encode_prompt; back to RAM as soon as the transformer runs.
-        _, encoder_hook = cpu_offload_with_hook(pipeline.text_encoder, device)
-        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=encoder_hook)
+        # On the GPU for encode_prompt, one after the other (FLUX: CLIP, then T5); back to RAM
+        # as soon as the next one (and in the end the transformer) runs.
+        hook = None
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+            encoder = getattr(pipeline, name, None)
+            if encoder is not None:
+                encoder.to("cpu")
+                _, hook = cpu_offload_with_hook(encoder, device, prev_module_hook=hook)
+        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=hook)
     elif offload == "model":
         pipeline.enable_model_cpu_offload(device=device)
     else:
@@ -242,15 +247,20 @@ def tiny_ltx_dir(cache_dir: str | Path) -> Path:
 
 def ensure_tiny_ltx(cache_dir: str | Path) -> Path:
     """Build and save the tiny pipeline once; later calls (any process) reuse it."""
-    target = tiny_ltx_dir(cache_dir)
+    return ensure_saved(tiny_ltx_dir(cache_dir), build_tiny_ltx_pipeline)
+
+
+def ensure_saved(target: Path, build: Callable[[], Any]) -> Path:
+    """Save the pipeline ``build()`` makes at ``target`` once; later calls (any process)
+    reuse it. The folder appears atomically, so a racing process either wins or finds ours."""
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_tiny_ltx_pipeline().save_pretrained(staging)
-        os.rename(staging, target)  # atomic: a racing process either wins or finds ours
-        log.info("built tiny LTX pipeline at %s", target)
+        build().save_pretrained(staging)
+        os.rename(staging, target)
+        log.info("built tiny pipeline at %s", target)
     except OSError:
         if not (target / "model_index.json").is_file():
             raise
