@@ -176,8 +176,7 @@ def check_image(job_id: str, result: Any, ask: ImageAsk, limits: Limits) -> Imag
     data: bytes = result["image"]
     cap = min(limits.max_result_bytes, ask.max_bytes or limits.max_result_bytes)
     if not data or len(data) > cap:
-        raise BadRecord(TOO_LARGE.replace("video", "image"),
-                        f"image of {len(data)} bytes is outside (0, {cap}]")
+        raise BadRecord(TOO_LARGE, f"image of {len(data)} bytes is outside (0, {cap}]")
     fmt = result.get("format")
     if fmt not in IMAGE_FORMATS:
         raise BadRecord(NOT_AN_IMAGE, f"image format {fmt!r} is not one of ours")
