@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from bot.telegram_bot import TelegramHandlers
 
 IMAGE_PREFIX = re.compile(r"^\s*image:", re.IGNORECASE)
-SIZE_FIRST = re.compile(r"^\s*([0-9]+\s*[x\u00d7X]\s*[0-9]+)(?:\s+|$)")
+# A first word like 1024x576 is a size (2+ digits a side, so "4x4 truck" stays a prompt);
+# anything glued to it (1024x576x3) is kept, for the service to refuse clearly.
+SIZE_FIRST = re.compile(r"^\s*([0-9]{2,}\s*[x\u00d7X]\s*[0-9]{2,}\S*)(?:\s+|$)")
 IMAGE_EXAMPLE = "a lighthouse in a storm at dusk, oil painting"
 
 
