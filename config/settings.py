@@ -112,6 +112,8 @@ class Settings(BaseSettings):
 
     # Models
     model_preset: str = "auto"
+    # The worker's still-image preset (/image): auto is flux-schnell on CUDA, tiny elsewhere.
+    image_preset: str = "auto"
     # hub: real weights from the Hugging Face cache; random / shallow: random weights built from
     # the real configurations (full size / one block per stack) under the real repo ids.
     weights: Literal["hub", "random", "shallow"] = "hub"

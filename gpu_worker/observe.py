@@ -50,9 +50,12 @@ def job_started() -> None:
         cuda.reset_peak_memory_stats()
 
 
-def job_finished(timings: dict[str, float]) -> None:
-    """Log and record each stage's time (``total`` included) and the peak CUDA memory."""
-    for stage, seconds in timings.items():
+def job_finished(timings: dict[str, Any]) -> None:
+    """Log and record each stage's time (``total`` included) and the peak CUDA memory.
+
+    A stage's time is seconds, or its ``{"start": s, "end": s}`` span (image jobs)."""
+    for stage, span in timings.items():
+        seconds = span["end"] - span["start"] if isinstance(span, dict) else span
         log.info("stage %s took %.2f s", stage, seconds)
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
     cuda = _cuda()

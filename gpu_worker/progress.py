@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from arq import ArqRedis
@@ -41,11 +42,13 @@ class ProgressPublisher:
         loop: asyncio.AbstractEventLoop,
         *,
         min_interval_s: float = 0.5,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.redis = redis
         self.job_id = job_id
         self.loop = loop
         self.min_interval_s = min_interval_s
+        self.labels = labels  # stage -> what users read; None: the clip pipeline's
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._last_sent = 0.0
         self._pending: dict[str, str] | None = None  # touched on the loop only
@@ -57,9 +60,11 @@ class ProgressPublisher:
         if event.percent < 100 and now - self._last_sent < self.min_interval_s:
             return
         self._last_sent = now
-        from gpu_worker.pipeline import STAGE_LABELS  # loaded by now: it is calling us
+        if self.labels is None:
+            from gpu_worker.pipeline import STAGE_LABELS  # loaded by now: it is calling us
 
-        label = STAGE_LABELS.get(event.stage, event.stage)
+            self.labels = STAGE_LABELS
+        label = self.labels.get(event.stage, event.stage)
         self.loop.call_soon_threadsafe(self._submit, self._fields(label, event.percent, ""))
 
     async def publish(self, stage: str, percent: float, detail: str = "") -> None:

@@ -27,11 +27,12 @@ GENERATE_IMAGE = "generate_image"
 # before anything is queued. Redis holds one such payload per queued /sound job (jobs per
 # user and per server are capped), and arq deletes it once the job has run.
 MAX_SOUND_UPLOAD_BYTES = 20_000_000
+GENERATE_IMAGE = "generate_image"  # /image: a still image from a prompt (PNG, WebP or JPEG)
 
 
 # -- failures ------------------------------------------------------------------------------
 MAX_ERROR_CHARS = 300  # the exception text kept in a failed result, for logs only
-MAX_FAILURE_PARAMS = 4
+MAX_FAILURE_PARAMS = 5
 
 # Every failure a worker may report, as code -> text. Placeholders take numbers only.
 FAILURES: dict[str, str] = {
@@ -57,6 +58,10 @@ FAILURES: dict[str, str] = {
                         "120 fps).",
     "clip_gone": "That clip is no longer kept, so it can't get new audio. Make a new one.",
     "video_frame_count": "That video holds more frames than its length allows ({frames:g}).",
+    # /image; see gpu_worker.image_presets and gpu_worker.image_encode
+    "bad_size": "Image size must be a multiple of {multiple:g} pixels a side, between "
+                "{min_side:g} and {max_side:g} (asked {width:g}x{height:g}).",
+    "image_size_limit": "The image is too detailed to fit in {max_mb:.1f} MB, even as a JPEG.",
 }
 GENERIC_FAILURE = "Something went wrong while making your video."
 TIMEOUT_ERRORS = ("TimeoutError", "CancelledError")

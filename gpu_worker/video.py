@@ -242,15 +242,20 @@ def tiny_ltx_dir(cache_dir: str | Path) -> Path:
 
 def ensure_tiny_ltx(cache_dir: str | Path) -> Path:
     """Build and save the tiny pipeline once; later calls (any process) reuse it."""
-    target = tiny_ltx_dir(cache_dir)
+    return ensure_saved(tiny_ltx_dir(cache_dir), build_tiny_ltx_pipeline)
+
+
+def ensure_saved(target: Path, build: Callable[[], Any]) -> Path:
+    """Save the pipeline ``build()`` makes at ``target`` once; later calls (any process)
+    reuse it. The folder appears atomically, so a racing process either wins or finds ours."""
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_tiny_ltx_pipeline().save_pretrained(staging)
-        os.rename(staging, target)  # atomic: a racing process either wins or finds ours
-        log.info("built tiny LTX pipeline at %s", target)
+        build().save_pretrained(staging)
+        os.rename(staging, target)
+        log.info("built tiny pipeline at %s", target)
     except OSError:
         if not (target / "model_index.json").is_file():
             raise

@@ -1,4 +1,5 @@
-"""The arq GPU worker: loads the models once, runs clips, publishes progress, returns MP4s.
+"""The arq GPU worker: loads the models once, runs clips and images, publishes progress, returns
+MP4s (``generate_video``, ``generate_sound``) and still images (``generate_image``).
 
 Run one per GPU: ``arq gpu_worker.worker.WorkerSettings`` (the Procfile's ``worker``), with
 the same ``TALKIES_REDIS_URL`` as the bots. More GPUs or hosts = more workers on that Redis.
@@ -34,7 +35,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,7 @@ from gpu_worker.clip_store import StoreLimits, keep_clip, read_clip
 from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
 from gpu_worker.progress import ProgressPublisher
 from gpu_worker.protocol import (
+    GENERATE_IMAGE,
     GENERATE_SOUND,
     GENERATE_VIDEO,
     MAX_SOUND_UPLOAD_BYTES,
@@ -123,6 +125,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     preset = ctx["models"].preset
     log.info("models loaded: preset %s on %s, loaded and warmed up in %.1f s", preset.name,
              ctx["models"].device, time.monotonic() - started)
+    started = time.monotonic()
+    ctx["image"] = await asyncio.to_thread(_load_image_model, ctx["models"].device)
+    log.info("image model loaded: preset %s, loaded and warmed up in %.1f s",
+             ctx["image"].preset.name, time.monotonic() - started)
     if preset.max_seconds < SETTINGS.max_clip_seconds:
         log.warning(
             "preset %r makes clips of at most %.2f s, less than TALKIES_MAX_CLIP_SECONDS=%g: "
@@ -137,6 +143,19 @@ async def startup(ctx: dict[str, Any]) -> None:
     if stage_hold.hold_dir() is not None:
         log.warning("test hook on: %s=%s holds jobs at stages (never set this in production)",
                     stage_hold.ENV_VAR, stage_hold.hold_dir())
+
+
+def _load_image_model(device: str) -> Any:
+    """The image pipeline (``TALKIES_IMAGE_PRESET``) beside the video models, warmed up once."""
+    from gpu_worker.image import generate_pixels, load_image_model
+    from gpu_worker.image_presets import resolve_image_preset
+
+    preset = resolve_image_preset(SETTINGS.image_preset, device)
+    model = load_image_model(preset, device, SETTINGS.cache_dir, weights=SETTINGS.weights,
+                             offload=SETTINGS.offload)
+    side = max(preset.min_side, preset.resolution_multiple)
+    generate_pixels(model, "warm-up", side, side, 0)
+    return model
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -206,11 +225,42 @@ async def generate_sound(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     return await _finished(ctx, job_id, publish, mp4, sound.clip)
 
 
+async def generate_image(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """``/image``: one still image; returns {"image", "format", "width", "height", "timings"}
+    (PNG, or WebP/JPEG when the PNG is over the payload's ``max_bytes``)."""
+    from gpu_worker.image_job import IMAGE_STAGE_LABELS, ImageRequest, check_image_request, make_image
+
+    job_id = str(ctx.get("job_id") or payload.get("job_id"))
+    try:
+        request = ImageRequest(
+            prompt=str(payload["prompt"]),
+            width=int(payload["width"]),
+            height=int(payload["height"]),
+            seed=int(payload["seed"]),
+            max_bytes=int(payload["max_bytes"]) if payload.get("max_bytes") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
+    check_image_request(request, ctx["image"])  # refused before the job says "starting"
+    publish, result = await _run_pipeline(
+        ctx, job_id,
+        lambda progress, cancel: make_image(ctx["image"], request, progress, cancel),
+        labels=IMAGE_STAGE_LABELS,
+    )
+    if len(result.encoded.data) > SETTINGS.max_result_bytes:
+        raise JobRejected("The finished image is larger than this bot can deliver.",
+                          code="result_too_large")
+    await publish.publish("done", 100.0, "")
+    return result.as_job_result()
+
+
 async def _run_pipeline(
-    ctx: dict[str, Any], job_id: str, run: Callable[[Any, Cancellation], R]
+    ctx: dict[str, Any], job_id: str, run: Callable[[Any, Cancellation], R],
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[ProgressPublisher, R]:
-    """Run ``run(on_progress, cancel)`` in a thread; a cancelled job stops it (see below)."""
-    publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop())
+    """Run ``run(on_progress, cancel)`` in a thread; a cancelled job stops it (see below).
+    ``labels``: what users read for each stage (default: the clip pipeline's)."""
+    publish = ProgressPublisher(ctx["redis"], job_id, asyncio.get_running_loop(), labels=labels)
     await publish.publish("starting", 0.0, f"try {ctx.get('job_try', 1)}")
     held = stage_hold.hold_dir()
     on_progress = observe.StageLogger(
@@ -342,7 +392,8 @@ class WorkerSettings:
     """arq settings, read from the environment when the worker starts."""
 
     functions = [func(observe.observed(generate_video), name=GENERATE_VIDEO),
-                 func(observe.observed(generate_sound), name=GENERATE_SOUND)]
+                 func(observe.observed(generate_sound), name=GENERATE_SOUND),
+                 func(observe.observed(generate_image), name=GENERATE_IMAGE)]
     queue_name = QUEUE_NAME
     redis_settings = worker_redis_settings(SETTINGS.redis_url)
     job_serializer = staticmethod(serialize)

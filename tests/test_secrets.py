@@ -216,5 +216,6 @@ async def test_the_worker_logs_like_arq_and_prints_no_secret(
     await run.wait_for_line("models loaded")
     assert await run.terminate() == 0
     assert_no_secret(run.output)
-    assert "Starting worker for 2 functions: generate_video, generate_sound" in run.output  # arq's own lines
+    assert ("Starting worker for 3 functions: generate_video, generate_sound, generate_image"
+            in run.output)  # arq's own lines
     assert "redis_version=" in run.output
