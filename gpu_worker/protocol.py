@@ -21,7 +21,6 @@ from arq.connections import RedisSettings
 QUEUE_NAME = "talkies:queue"
 GENERATE_VIDEO = "generate_video"
 GENERATE_SOUND = "generate_sound"  # /sound: a user's own video in, the same video with sound out
-GENERATE_IMAGE = "generate_image"
 # The uploaded video travels inside the job payload (msgpack bytes in Redis), so its size is
 # bounded here: Telegram's getFile stops at 20 MB anyway, and a bot refuses larger uploads
 # before anything is queued. Redis holds one such payload per queued /sound job (jobs per
