@@ -17,7 +17,8 @@ The delivery state machine, in five lines:
 One watcher per bot process. For each job it is told about (and, on start, every unfinished
 job of its platform recorded in SQLite) it runs one task that shows the queue position and
 the worker's progress (pushed over Redis pub/sub, with a slow poll as the safety net), checks
-the result (:mod:`bot.results`), and delivers or refunds as above. Redis being unreachable
+the result (:mod:`bot.results`; an ``/image`` job's must be the picture it asked for), and
+delivers or refunds as above. Redis being unreachable
 never fails a job: the watcher waits for it.
 """
 

@@ -18,7 +18,7 @@ from PIL import Image
 from bot.delivery import ImageResult, reword
 from bot.results import BadRecord, ImageAsk, Limits, read_result
 from bot.service import Actor, Service, UserFacingError, parse_size
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, load_settings
 from gpu_worker.protocol import GENERATE_IMAGE, QUEUE_NAME, deserialize, serialize
 from gpu_worker.queue import JobQueue
 from storage import Database, JobStatus
@@ -199,9 +199,3 @@ async def test_a_failed_image_job_reads_as_our_own_text(queue: ArqRedis) -> None
     result = await read_result(JobQueue(queue), "f", LIMITS, image=ImageAsk(96, 64))
     assert result is not None and not isinstance(result, ImageResult)
     assert result.message.startswith("The prompt is empty")  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(_env_file=None, database_path=tmp_path / "talkies.sqlite3",
-                         cache_dir=tmp_path / "cache")
