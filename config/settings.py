@@ -172,8 +172,9 @@ class Settings(BaseSettings):
                     isinstance(side, int) and MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE
                     for side in pair
                 ):
+                    shown = "x".join(str(side) for side in pair)
                     raise ValueError(
-                        f"{pair!r}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels"
+                        f"{shown}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels"
                     )
             return tuple(pairs)
         return value
