@@ -1,4 +1,4 @@
-"""The ``talkies`` command: generate a clip, run a bot or a worker, or everything at once."""
+"""The ``talkies`` command: generate a clip or an image, run a bot or a worker, or everything at once."""
 
 from __future__ import annotations
 
@@ -92,6 +92,33 @@ def sound(
     from gpu_worker.sound_cli import run_sound
 
     raise typer.Exit(run_sound(video, prompt, output, seed, stems, max_bytes, preset, device))
+
+
+@app.command()
+def image(
+    prompt: Annotated[str, typer.Argument(help="What to see, in one sentence.")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="Image file to write; .png, .webp or .jpg picks the format.")] = Path("image.png"),
+    preset: Annotated[str, typer.Option(
+        help="auto, tiny or a real image preset (flux-schnell, qwen-image).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same image.")] = 0,
+    size: Annotated[Optional[str], typer.Option(
+        help="WIDTHxHEIGHT within the preset's rules (default: the preset's).")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(
+        help="Fall back to WebP, then JPEG, until the file fits this size.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    weights: Annotated[str, typer.Option(
+        envvar="TALKIES_WEIGHTS",
+        help="hub (real weights from the Hugging Face cache), random (full-size random weights) "
+             "or shallow (real widths, one block per stack: runs on a CPU).")] = "hub",
+    offload: Annotated[str, typer.Option(
+        envvar="TALKIES_OFFLOAD", help="CUDA memory policy, as for generate.")] = "auto",
+) -> None:
+    """Generate one still image, locally, without Redis or bots."""
+    from gpu_worker.image_cli import run_image
+
+    raise typer.Exit(run_image(prompt, output, preset, seed, size, device, weights, offload,
+                               max_bytes))
 
 
 @app.command()

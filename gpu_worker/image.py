@@ -78,20 +78,24 @@ def load_image_model(preset: ImagePreset, device: str | torch.device = "cpu",
                      cache_dir: str | Path | None = None, weights: str = "hub",
                      offload: str = "auto") -> ImageModel:
     """Load the preset's pipeline onto ``device`` (``weights`` and ``offload`` as for
-    :func:`gpu_worker.video.load_video_model`; random weights need
-    :func:`gpu_worker.hub_cache.activate` first, as there)."""
+    :func:`gpu_worker.video.load_video_model`). Random weights are built into, and loaded from,
+    the private cache of that mode, which this points the process's hub lookups at."""
     compat.prepare_torch_audio_stack()
     import diffusers
 
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     resolve_offload(offload, device)  # a bad value fails before anything loads
+    if weights not in hub_cache.WEIGHTS_MODES:
+        raise ValueError(f"weights must be one of {', '.join(hub_cache.WEIGHTS_MODES)}, not {weights!r}")
     if preset.is_tiny:
         source = str(ensure_tiny_flux(cache))
     else:
         source = str(preset.repo)
         if weights != "hub":
-            video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
+            home = hub_cache.private_home(cache, weights)
+            hub_cache.activate(home)
+            video_weights.publish(home, source, weights, device)
     pipeline_class = getattr(diffusers, preset.pipeline)
     with torch.random.fork_rng(devices=[]):
         pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)))

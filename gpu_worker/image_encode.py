@@ -51,10 +51,15 @@ def encode_as(rgb: np.ndarray, fmt: str, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def encode_image(rgb: np.ndarray, max_bytes: int | None = None) -> EncodedImage:
-    """PNG, or the first of WebP and JPEG (falling quality) that fits ``max_bytes``."""
+def encode_image(rgb: np.ndarray, max_bytes: int | None = None, first: str = "png") -> EncodedImage:
+    """PNG, or the first of WebP and JPEG (falling quality) that fits ``max_bytes``.
+
+    ``first`` starts the ladder further down (``webp``: no PNG; ``jpeg``: JPEG only)."""
     height, width = rgb.shape[:2]
+    if first not in FORMATS:
+        raise ValueError(f"image format must be one of {FORMATS}, not {first!r}")
     tries = [("png", 0), ("webp", WEBP_QUALITY), *(("jpeg", q) for q in JPEG_QUALITIES)]
+    tries = tries[[fmt for fmt, _ in tries].index(first):]
     for fmt, quality in tries:
         data = encode_as(rgb, fmt, quality)
         if max_bytes is None or len(data) <= max_bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from gpu_worker.cancellation import Cancellation
 from gpu_worker.image import ImageModel, generate_pixels
 from gpu_worker.image_encode import EncodedImage, encode_image
-from gpu_worker.image_presets import check_image_size
+from gpu_worker.image_presets import ImagePreset, check_image_size
 from gpu_worker.pipeline import PipelineError, ProgressCallback, ProgressEvent, _Timer
 
 IMAGE_STAGE_LABELS = {"image": "generating the image", "image_encode": "encoding the image"}
@@ -27,6 +27,7 @@ class ImageRequest:
     height: int
     seed: int = 0
     max_bytes: int | None = None  # the platform's photo limit
+    format: str = "png"  # the format to try first (see gpu_worker.image_encode)
 
 
 @dataclass
@@ -41,11 +42,11 @@ class ImageResult:
                 "timings": self.timings}
 
 
-def check_image_request(request: ImageRequest, model: ImageModel) -> None:
+def check_image_request(request: ImageRequest, preset: ImagePreset) -> None:
     """Refuse bad input before any model runs (empty prompt, a size the preset can't make)."""
     if not request.prompt or not request.prompt.strip():
         raise PipelineError("The prompt is empty: describe what to see.", code="empty_prompt")
-    check_image_size(model.preset, request.width, request.height)
+    check_image_size(preset, request.width, request.height)
 
 
 def make_image(
@@ -55,7 +56,7 @@ def make_image(
     cancel: Cancellation | None = None,
 ) -> ImageResult:
     """Generate and encode one image; a set ``cancel`` stops it at the next denoising step."""
-    check_image_request(request, model)
+    check_image_request(request, model.preset)
     timer = _Timer()
 
     def report(stage: str, fraction: float, percent: float) -> None:
@@ -74,6 +75,6 @@ def make_image(
                                  request.seed, step)
     report("image_encode", 0.0, DENOISE_SHARE)
     with timer.stage("image_encode"):
-        encoded = encode_image(pixels, request.max_bytes)
+        encoded = encode_image(pixels, request.max_bytes, request.format)
     report("image_encode", 1.0, 100.0)
     return ImageResult(encoded, timer.timeline)

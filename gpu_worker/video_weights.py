@@ -1,8 +1,10 @@
-"""Random-weight video pipelines at real or shallow size, published under their real repo ids.
+"""Random-weight diffusers pipelines (video and image) at real or shallow size, published under
+their real repo ids.
 
 For ``--weights random`` / ``shallow`` the preset's diffusers repository is built once from
-its real configuration (``model_configs/video/*.json``: transformer, VAE, scheduler, text
-encoder, tokenizer size, each with its source) with seeded random weights, saved with
+its real configuration (``model_configs/video/*.json``, ``model_configs/image/*.json``: every
+component of the pipeline — transformer, VAE, scheduler, text encoders, tokenizer sizes —
+each with its source) with seeded random weights, saved with
 ``save_pretrained`` into the private Hugging Face cache of :mod:`gpu_worker.hub_cache` under
 the real repo id, and then loaded by the unchanged ``<Pipeline>.from_pretrained(repo_id)``.
 
@@ -28,18 +30,19 @@ from gpu_worker import compat, hub_cache
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).parent / "model_configs" / "video"
+CONFIG_DIRS = tuple(Path(__file__).parent / "model_configs" / kind for kind in ("video", "image"))
 BUILD_SEED = 20261130
 RANDOM_MODES = ("random", "shallow")
 STORAGE_DTYPE = torch.bfloat16
 _FORMAT_VERSION = 1  # bump when the files written change for the same configuration
-_TEXT_CONFIGS = {"T5EncoderModel": "T5Config", "UMT5EncoderModel": "UMT5Config"}
+_TEXT_CONFIGS = {"T5EncoderModel": "T5Config", "UMT5EncoderModel": "UMT5Config",
+                 "CLIPTextModel": "CLIPTextConfig"}
 
 
 @lru_cache(maxsize=None)
 def _specs() -> dict[str, dict[str, Any]]:
     specs = {}
-    for path in sorted(CONFIG_DIR.glob("*.json")):
+    for path in sorted(p for folder in CONFIG_DIRS for p in folder.glob("*.json")):
         spec = json.loads(path.read_text())
         specs[spec["repo_id"]] = spec
     return specs
@@ -51,7 +54,13 @@ def spec_for(repo_id: str) -> dict[str, Any]:
         return _specs()[repo_id]
     except KeyError:
         known = ", ".join(sorted(_specs()))
-        raise KeyError(f"no stored video configuration for {repo_id!r} (known: {known})") from None
+        raise KeyError(f"no stored pipeline configuration for {repo_id!r} (known: {known})") from None
+
+
+def model_components(spec: dict[str, Any]) -> list[str]:
+    """The components with weights (all but the scheduler and the tokenizers)."""
+    return [name for name in spec["components"]
+            if name != "scheduler" and not name.startswith("tokenizer")]
 
 
 def component_config(spec: dict[str, Any], component: str, weights: str = "random") -> dict[str, Any]:
@@ -99,11 +108,14 @@ def build_pipeline(repo_id: str, weights: str, device: str | torch.device = "cpu
     spec = spec_for(repo_id)
     with torch.random.fork_rng(devices=[]), _building(device, dtype):
         torch.manual_seed(BUILD_SEED)
-        components = {name: _build_component(spec, name, weights)
-                      for name in ("transformer", "vae", "text_encoder")}
+        components = {name: _build_component(spec, name, weights) for name in model_components(spec)}
+    for name in components:
+        if name.startswith("text_encoder"):
+            components[name].eval()
     components["scheduler"] = _build_scheduler(spec)
-    components["tokenizer"] = build_tokenizer(spec["components"]["tokenizer"])
-    components["text_encoder"].eval()
+    for name, entry in spec["components"].items():
+        if name.startswith("tokenizer"):
+            components[name] = build_tokenizer(entry)
     return getattr(diffusers, spec["pipeline"])(**components)
 
 
@@ -112,7 +124,7 @@ def parameter_counts(repo_id: str, weights: str = "random") -> dict[str, int]:
     spec = spec_for(repo_id)
     counts = {}
     with _building("meta", STORAGE_DTYPE):
-        for name in ("transformer", "vae", "text_encoder"):
+        for name in model_components(spec):
             module = _build_component(spec, name, weights)
             counts[name] = sum(p.numel() for p in module.parameters())
             del module
@@ -138,7 +150,7 @@ def _building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
 def _build_component(spec: dict[str, Any], name: str, weights: str) -> Any:
     entry = spec["components"][name]
     config = component_config(spec, name, weights)
-    if name == "text_encoder":
+    if entry["class"] in _TEXT_CONFIGS:  # a transformers model
         import transformers
 
         config_class = getattr(transformers, _TEXT_CONFIGS[entry["class"]])
@@ -156,11 +168,14 @@ def _build_scheduler(spec: dict[str, Any]) -> Any:
 
 
 def build_tokenizer(entry: dict[str, Any]) -> Any:
-    """A T5 (Unigram) tokenizer with the real number of ids: ``pieces`` + ``extra_ids``.
+    """A tokenizer with the real number of ids: T5 (Unigram, ``pieces`` + ``extra_ids``) or
+    CLIP (BPE, ``vocab_size`` ids, the two special tokens last as in CLIP's).
 
-    Its first pieces are the tiny preset's words and characters, so any prompt tokenizes to
+    Its first pieces are the tiny presets' words and characters, so any prompt tokenizes to
     short, real-looking ids; the rest are filler pieces that only fill the vocabulary.
     """
+    if entry["class"] == "CLIPTokenizer":
+        return _clip_tokenizer(entry)
     from transformers import T5Tokenizer
 
     from gpu_worker.video import tiny_vocabulary
@@ -172,3 +187,14 @@ def build_tokenizer(entry: dict[str, Any]) -> Any:
         filler += 1
     return T5Tokenizer(vocab=list(unique.items()), extra_ids=entry["extra_ids"],
                        model_max_length=entry["model_max_length"])
+
+
+def _clip_tokenizer(entry: dict[str, Any]) -> Any:
+    from transformers import CLIPTokenizer
+
+    from gpu_worker.image import CLIP_SPECIALS, tiny_clip_vocabulary
+
+    pieces = [piece for piece in tiny_clip_vocabulary() if piece not in CLIP_SPECIALS]
+    pieces += [f"\u27e8{n}\u27e9</w>" for n in range(entry["vocab_size"] - len(pieces) - len(CLIP_SPECIALS))]
+    vocab = {piece: i for i, piece in enumerate([*pieces, *CLIP_SPECIALS])}
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=entry["model_max_length"])

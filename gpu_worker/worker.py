@@ -241,7 +241,7 @@ async def generate_image(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise JobRejected(f"The request was malformed ({exc}).", code="malformed_request") from None
-    check_image_request(request, ctx["image"])  # refused before the job says "starting"
+    check_image_request(request, ctx["image"].preset)  # refused before the job says "starting"
     publish, result = await _run_pipeline(
         ctx, job_id,
         lambda progress, cancel: make_image(ctx["image"], request, progress, cancel),

@@ -1,4 +1,5 @@
-"""Every real preset end to end on CPU with ``--weights shallow``: the real pipeline classes,
+"""Every real preset (video, and image where its configuration is stored) end to end on CPU
+with ``--weights shallow``: the real pipeline classes,
 real widths, channels, heads, vocabularies and compression factors, one block per stack.
 
 Each run is the user's command, ``talkies generate PROMPT -o OUT --preset P --weights shallow
@@ -18,8 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from gpu_worker import hub_cache
+from gpu_worker import hub_cache, video_weights
+from gpu_worker.image_presets import IMAGE_PRESETS
 from gpu_worker.presets import PRESETS, frame_count
 from tests.conftest import ffprobe
 
@@ -84,3 +87,30 @@ def test_cli_refuses_a_size_outside_the_rules(tmp_path: Path, shallow_cache: Pat
     assert done.returncode == 2
     assert "multiples of 16" in done.stderr.replace("\n", " ")
     assert not (tmp_path / "x.mp4").exists()
+
+
+# image presets with a stored configuration (model_configs/image/), at their smallest side
+SHALLOW_IMAGE_RUNS = [name for name, preset in IMAGE_PRESETS.items()
+                      if not preset.is_tiny and preset.repo in video_weights._specs()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHALLOW_IMAGE_RUNS)
+def test_shallow_image_preset_writes_a_valid_png(name: str, shallow_cache: Path, tmp_path: Path) -> None:
+    preset = IMAGE_PRESETS[name]
+    side = preset.min_side
+    output = tmp_path / f"{name}.png"
+    env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("TALKIES_WEIGHTS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "image", "a lighthouse at dusk", "-o", str(output),
+         "--preset", name, "--weights", "shallow", "--device", "cpu", "--size", f"{side}x{side}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Image.open(output) as image:
+        image.load()
+        assert (image.format, image.size) == ("PNG", (side, side))
+    home = hub_cache.private_home(shallow_cache, "shallow")
+    assert (hub_cache.repo_folder(home, preset.repo) / "refs" / "main").is_file()
