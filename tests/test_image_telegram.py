@@ -150,3 +150,25 @@ def test_image_results_name_their_file_by_format() -> None:
     result = ImageResult("ab" * 16, b"x", "jpeg", 1, 1)
     assert result.filename == "talkies-abababab.jpg"
     assert dataclasses.replace(result, format="webp").filename == "talkies-abababab.webp"
+
+
+async def test_a_result_that_is_not_the_asked_picture_is_refunded_not_sent(
+    api: FakeBotAPI, service: Service, queue: ArqRedis,
+) -> None:
+    """Whatever Redis holds is checked: a valid PNG of another size than asked is refused."""
+    from tests.test_delivery_faults import plant_result
+    from tests.test_image_service import image_envelope
+
+    chat = Chat.private(ALICE)
+    async with make_bot(service, api):
+        message = api.push_message(chat, ALICE, "image: 1024x576 a harbour at night")
+        status = await api.wait_reply(chat.id, message["message_id"])
+        await api.wait_for(lambda: "reserved" in status.text)
+        [(job_id, _, _)] = await job_rows(service)
+        record = {"image": picture(64, 64), "format": "png", "width": 64, "height": 64}
+        await plant_result(queue, job_id, image_envelope(job_id, record))
+        await api.wait_for(lambda: "not charged" in status.text)
+    assert status.text == ("The finished image failed its checks (its size is wrong), so it was "
+                           "not sent. You were not charged.")
+    assert await ledger_rows(service) == [("reserve", -2), ("refund", 2)]
+    assert api.photos == [] and api.documents == []
