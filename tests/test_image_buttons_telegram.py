@@ -1,8 +1,8 @@
 """``/image`` end to end on Telegram: the real bot, the fake Bot API, real Redis and SQLite and
 the real arq worker (tiny image preset, CPU). The picture arrives as a photo replying to the
 prompt, the status message shows the queue and then "Done", and the price is committed only
-after the upload; Re-roll and Animate answer others with an alert and charge as their command
-does. The worker's own refusal of a size (its preset's rule) is refunded with its text."""
+after the upload; Re-roll and Animate answer others with an alert, charge as their command does,
+and say so past the keep time. The worker's own refusal of a size (its preset's rule) is refunded with its text."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from bot.service import Service
 from config import Settings, load_settings
-from tests.conftest import ffprobe
+from tests.conftest import Clock, ffprobe
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_clip_buttons_telegram import alerts
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
@@ -68,7 +68,7 @@ async def ledger(service: Service) -> list[tuple[str, int]]:
 
 
 async def test_image_and_its_buttons_end_to_end(
-    worker: Path, api: FakeBotAPI, service: Service, tmp_path: Path,
+    worker: Path, api: FakeBotAPI, service: Service, clock: Clock, tmp_path: Path,
 ) -> None:
     price, video_price = service.settings.image_price, service.settings.video_price
     async with make_bot(service, api):
@@ -126,6 +126,15 @@ async def test_image_and_its_buttons_end_to_end(
         assert video is not None and video.prompt == PROMPT
         streams = ffprobe(api.videos[0].data, tmp_path)["streams"]
         assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
+        assert await available(service, ALICE) == before - price - video_price
+
+        # Past the keep time: each button says so instead of failing; nothing is charged.
+        clock.advance(seconds=service.settings.clip_ttl_s + 1)
+        for name in ("Re-roll", "Animate"):
+            api.push_callback(GROUP, ALICE, data[name], photo.message_id)
+        await api.wait_for(lambda: len(alerts(api)) == 4)
+        assert all(text.startswith("This image is no longer kept") for text in alerts(api)[2:])
+        assert len(await jobs(service)) == 3
         assert await available(service, ALICE) == before - price - video_price
 
 
