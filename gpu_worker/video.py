@@ -195,10 +195,15 @@ def _place(pipeline: Any, preset: Preset, device: torch.device, offload: str) ->
         from accelerate import cpu_offload_with_hook
 
         pipeline.to(device)
-        pipeline.text_encoder.to("cpu")
-        # On the GPU for encode_prompt; back to RAM as soon as the transformer runs.
-        _, encoder_hook = cpu_offload_with_hook(pipeline.text_encoder, device)
-        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=encoder_hook)
+        # On the GPU for encode_prompt, one after the other (FLUX: CLIP, then T5); back to RAM
+        # as soon as the next one (and in the end the transformer) runs.
+        hook = None
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+            encoder = getattr(pipeline, name, None)
+            if encoder is not None:
+                encoder.to("cpu")
+                _, hook = cpu_offload_with_hook(encoder, device, prev_module_hook=hook)
+        cpu_offload_with_hook(pipeline.transformer, device, prev_module_hook=hook)
     elif offload == "model":
         pipeline.enable_model_cpu_offload(device=device)
     else:
