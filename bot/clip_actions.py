@@ -1,13 +1,18 @@
-"""The buttons under a delivered clip: Re-roll, New audio and Stems, as business rules.
+"""The buttons under a delivered clip or image, as business rules.
 
-* **Re-roll** (``/video`` clips): the same prompt and length, a new seed, the video price.
+* **Re-roll** (``/video`` clips): the same prompt and length, a new seed, the video price;
+  under an ``/image``: the same prompt and size, a new seed, the image price.
 * **New audio**: the same picture, a new audio seed, :attr:`Settings.new_audio_price`; the
   worker re-scores the MP4 it kept (:mod:`gpu_worker.clip_store`) through the ``/sound`` path.
 * **Stems**: the clip's music, ambience and SFX as three M4A files; no charge.
+* **Animate** (under an ``/image``): a ``/video`` job from the image's prompt at the video
+  price. The picture itself does not condition the video (text to video only).
 
 Only the person who asked for the clip may press its buttons. A clip past
 ``TALKIES_CLIP_TTL_S`` (or dropped from the bounded store) says so instead of failing.
 Button data is ``tk:<action>:<job id>`` (fits Telegram's 64 bytes and Discord's custom ids).
+A new job's upload limit depends on its kind (Telegram takes 50 MB videos but 10 MB photos),
+so frontends hand over :class:`UploadLimits`.
 """
 
 from __future__ import annotations
@@ -21,14 +26,22 @@ from typing import Any
 
 import av
 
-from bot.service import Actor, Service, UserFacingError, VideoAccepted
+from bot.service import Actor, Service, UserFacingError, VideoAccepted, size_text
 from gpu_worker.clip_store import STEM_NAMES, clip_kept, read_stems
 from storage import Job
 
-REROLL, NEW_AUDIO, STEMS = "reroll", "newaudio", "stems"
-BUTTON_DATA = re.compile(r"^tk:(reroll|newaudio|stems):([0-9a-f]{32})$")
+REROLL, NEW_AUDIO, STEMS, ANIMATE = "reroll", "newaudio", "stems", "animate"
+BUTTON_DATA = re.compile(r"^tk:(reroll|newaudio|stems|animate):([0-9a-f]{32})$")
 NOT_YOURS = "Only the person who asked for this clip can use its buttons."
 STEM_LABELS = {"music": "music", "ambience": "ambience", "sfx": "sound effects"}
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The platform's upload limit in this chat for each kind of result (None: unknown)."""
+
+    video: int | None
+    image: int | None
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,9 @@ def buttons_for(job: Job, service: Service) -> list[Button]:
     """The buttons under ``job``'s delivered clip (Re-roll only where there is a prompt to
     roll again: a ``/sound`` clip's picture is the user's own)."""
     s = service.settings
+    if job.kind == "image":
+        return [Button(f"Re-roll ({s.image_price})", button_data(REROLL, job.id)),
+                Button(f"Animate ({s.video_price})", button_data(ANIMATE, job.id))]
     buttons = []
     if job.kind == "video":
         buttons.append(Button(f"Re-roll ({s.video_price})", button_data(REROLL, job.id)))
@@ -63,12 +79,13 @@ class ClipActions:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def _gone(self, what: str) -> UserFacingError:
+    def _gone(self, what: str, kind: str = "video") -> UserFacingError:
         hours = self.service.settings.clip_ttl_s / 3600
+        noun = "image" if kind == "image" else "clip"
         return UserFacingError(
             "unknown_job",
-            f"This clip is no longer kept (clips are kept for {hours:g} h), so {what} is not "
-            "possible any more. You were not charged.",
+            f"This {noun} is no longer kept ({noun}s are kept for {hours:g} h), so {what} is "
+            "not possible any more. You were not charged.",
         )
 
     async def source(self, actor: Actor, job_id: str, what: str) -> Job:
@@ -81,21 +98,36 @@ class ClipActions:
             raise UserFacingError("not_allowed", NOT_YOURS)
         age = self.service.db.clock() - datetime.fromisoformat(job.created_at)
         if age.total_seconds() > self.service.settings.clip_ttl_s:
-            raise self._gone(what)
+            raise self._gone(what, job.kind)
         return job
 
     async def reroll(
-        self, actor: Actor, job: Job, *, delivery: dict[str, Any], max_bytes: int | None
+        self, actor: Actor, job: Job, *, delivery: dict[str, Any], limits: UploadLimits
     ) -> VideoAccepted:
+        if job.kind == "image":
+            size = size_text((int(job.params["width"]), int(job.params["height"])))
+            return await self.service.request_image(
+                actor, job.prompt, size=size, delivery=delivery, max_bytes=limits.image,
+            )
         if job.kind != "video":
             raise UserFacingError("bad_request", "Only clips made from a prompt can be re-rolled.")
         return await self.service.request_video(
             actor, job.prompt, seconds=job.params.get("seconds"), delivery=delivery,
-            max_bytes=max_bytes,
+            max_bytes=limits.video,
+        )
+
+    async def animate(
+        self, actor: Actor, job: Job, *, delivery: dict[str, Any], limits: UploadLimits
+    ) -> VideoAccepted:
+        """A video from the image's prompt (the default length, a new seed, the video price)."""
+        if job.kind != "image":
+            raise UserFacingError("bad_request", "Only images can be animated.")
+        return await self.service.request_video(
+            actor, job.prompt, delivery=delivery, max_bytes=limits.video,
         )
 
     async def new_audio(
-        self, actor: Actor, job: Job, *, delivery: dict[str, Any], max_bytes: int | None
+        self, actor: Actor, job: Job, *, delivery: dict[str, Any], limits: UploadLimits
     ) -> VideoAccepted:
         queue = self.service.queue
         if queue is None or not await clip_kept(queue.redis, job.id):
@@ -103,8 +135,16 @@ class ClipActions:
         seconds = float(job.params.get("seconds") or 0.0)
         return await self.service.submit_sound(
             actor, job.prompt, seconds, cost=self.service.settings.new_audio_price,
-            extra={"source_job": job.id}, delivery=delivery, max_bytes=max_bytes,
+            extra={"source_job": job.id}, delivery=delivery, max_bytes=limits.video,
         )
+
+    async def run(
+        self, action: str, actor: Actor, job: Job, *, delivery: dict[str, Any],
+        limits: UploadLimits,
+    ) -> VideoAccepted:
+        """The job a Re-roll, Animate or New audio press queues."""
+        run = {REROLL: self.reroll, ANIMATE: self.animate, NEW_AUDIO: self.new_audio}[action]
+        return await run(actor, job, delivery=delivery, limits=limits)
 
     async def stems(self, job: Job) -> dict[str, bytes]:
         """The clip's stems as M4A files by name (music, ambience, sfx), each checked."""

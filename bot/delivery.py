@@ -1,4 +1,4 @@
-"""What the job watcher hands to a frontend: progress, the finished video, failures.
+"""What the job watcher hands to a frontend: progress, the finished video or image, failures.
 
 Each frontend (Discord, Telegram) implements :class:`Frontend`; the watcher
 (:mod:`bot.watcher`) calls it, and commits or refunds credits from what it returns.
@@ -7,6 +7,7 @@ Frontends take :class:`Job` from here (they never import ``storage``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -15,7 +16,10 @@ from config.settings import Platform
 from gpu_worker.protocol import UserError
 from storage import Job
 
-__all__ = ["DeliveryError", "Frontend", "Job", "JobState", "Progress", "VideoResult"]
+__all__ = [
+    "DeliveryError", "Frontend", "ImageResult", "Job", "JobState", "Progress", "Result",
+    "VideoResult", "reword",
+]
 
 JobState = Literal["queued", "running", "delivering"]
 
@@ -68,9 +72,54 @@ class VideoResult:
         return video_filename(self.job_id)
 
 
+@dataclass(frozen=True)
+class ImageResult:
+    """A finished ``/image`` job: the picture as the worker encoded it (checked by
+    :mod:`bot.results`)."""
+
+    job_id: str
+    data: bytes
+    format: Literal["png", "webp", "jpeg"]
+    width: int
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def filename(self) -> str:
+        extension = "jpg" if self.format == "jpeg" else self.format
+        return f"{upload_stem(self.job_id)}.{extension}"
+
+
+Result = VideoResult | ImageResult
+
+
+def upload_stem(job_id: str) -> str:
+    """The uploaded file's name without its extension: how a frontend recognises its own
+    upload later (a video's and an image's alike)."""
+    return f"talkies-{job_id[:8]}"
+
+
 def video_filename(job_id: str) -> str:
-    """The uploaded file's name: how a frontend recognises its own upload later."""
-    return f"talkies-{job_id[:8]}.mp4"
+    return f"{upload_stem(job_id)}.mp4"
+
+
+VIDEO_WORD = re.compile(r"\b(?:([Aa]) )?([Vv])ideo(s?)\b")
+
+
+def reword(text: str, kind: str) -> str:
+    """Our texts about a job say "video"; for an ``/image`` job they say "image"."""
+    if kind != "image":
+        return text
+
+    def image(match: re.Match[str]) -> str:
+        article = f"{match[1]}n " if match[1] else ""
+        return f"{article}{'I' if match[2] == 'V' else 'i'}mage{match[3]}"
+
+    return VIDEO_WORD.sub(image, text)
 
 
 class DeliveryError(UserError):
@@ -95,8 +144,9 @@ class Frontend(Protocol):
     async def show_progress(self, job: Job, progress: Progress) -> None:
         """Edit the user's status message (rate limiting is the frontend's job)."""
 
-    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
-        """Upload the MP4 where ``job.delivery`` says; return only once it is confirmed.
+    async def deliver(self, job: Job, video: Result, caption: str) -> None:
+        """Upload the MP4 (or the image) where ``job.delivery`` says; return only once it is
+        confirmed.
 
         Raise :class:`DeliveryError` when it could not be delivered.
         """

@@ -1,9 +1,10 @@
-"""Re-roll / New audio / Stems under a delivered clip on Discord (message components).
+"""Re-roll / New audio / Stems under a delivered clip, Re-roll / Animate under an image, on
+Discord (message components).
 
 Presses arrive as component interactions and are routed by ``custom_id``
 (:func:`bot.clip_actions.parse_button`), not by discord.py's view store, so they keep working
 after a restart. Anyone but the requester, or a press on a clip that is no longer kept, gets a
-short ephemeral answer. Re-roll and New audio defer publicly (a new message, which the job's
+short ephemeral answer. Re-roll, Animate and New audio defer publicly (a new message, which the job's
 progress edits and delivery then use, exactly like ``/video``); Stems answers with one message
 carrying three audio attachments.
 """
@@ -16,7 +17,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.clip_actions import NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, buttons_for, parse_button
+from bot.clip_actions import (
+    ANIMATE, NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for,
+    parse_button,
+)
 from bot.delivery import Progress
 from bot.discord_frontend import delivery_info
 from bot.service import Service, UserFacingError
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
 
 log = logging.getLogger(__name__)
-WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems"}
+WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems",
+        ANIMATE: "animating it"}
 
 
 class ClipButtons(discord.ui.View):
@@ -67,9 +72,9 @@ async def handle_press(bot: DiscordBot, interaction: discord.Interaction) -> Non
             return
         await defer(interaction, ephemeral=False)
         delivery = delivery_info(interaction, bot.clock())
-        run = actions.reroll if action == REROLL else actions.new_audio
-        accepted = await run(actor, job, delivery=delivery,
-                             max_bytes=delivery["attachment_size_limit"])
+        limit = delivery["attachment_size_limit"]  # photos and videos alike on Discord
+        accepted = await actions.run(action, actor, job, delivery=delivery,
+                                     limits=UploadLimits(video=limit, image=limit))
     except UserFacingError as exc:
         await reply_error(interaction, exc.user_message)
         return

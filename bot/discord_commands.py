@@ -19,8 +19,9 @@ from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
+from bot.discord_image import register_image_command
 from bot.discord_sound import register_sound_command
-from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError
+from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError, size_text
 
 if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
@@ -130,6 +131,10 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         f"\u2022 `/sound video:<file> [prompt]` \u2014 music, ambience and sound effects timed to "
         f"your own video ({s.sound_price} credits). Under every clip: Re-roll, New audio "
         f"({s.new_audio_price} credits) and Stems.\n"
+        f"\u2022 `/image prompt:<text> [size] [seed]` \u2014 a picture from a prompt "
+        f"({s.image_price} credits; sizes {', '.join(size_text(x) for x in s.image_sizes)}). "
+        f"Under it: Re-roll and Animate (a /video from the same prompt, {s.video_price} "
+        "credits).\n"
         "\u2022 `/credits` \u2014 your balance, today's free credits and videos in progress.\n"
         "\u2022 `/cancel` \u2014 cancel your newest video that hasn't started yet (refunded).\n"
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
@@ -152,7 +157,7 @@ def seconds_option(min_s: float, max_s: float) -> tuple[Any, list[app_commands.C
 
 
 def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None:
-    """Add /video, /credits, /grant, /pool, /cancel and /help to ``tree``."""
+    """Add /video, /sound, /image, /credits, /grant, /pool, /cancel and /help to ``tree``."""
     settings = bot.settings
     service = bot.service
     seconds_type, seconds_choices = seconds_option(settings.min_clip_seconds, settings.max_clip_seconds)
@@ -187,6 +192,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         f"({settings.video_price} credits)", callback=video,
     ))
     register_sound_command(tree, bot)
+    register_image_command(tree, bot)
 
     @tree.command(name="credits", description="Your credits, today's free credits and videos in progress")
     async def credits(interaction: discord.Interaction) -> None:

@@ -8,7 +8,8 @@ finishes jobs started by the previous process:
   :class:`bot.status_editor.StatusEditor`: at most one edit per ``edit_interval_s``, newest
   text wins (a 429 is waited out by discord.py);
 * the finished MP4 replaces that message's content, re-encoded first if it is over the
-  interaction's upload limit, so Discord never rejects it at the end;
+  interaction's upload limit, so Discord never rejects it at the end; an ``/image`` arrives
+  the same way as an attachment (the worker already fitted it under that limit);
 * the interaction token lasts 15 minutes: after that (or if Discord says it is gone) the video
   is posted to the channel, or the user's DMs, with a mention;
 * failures are shown only to the user (ephemeral), or by DM once the token has expired;
@@ -30,7 +31,7 @@ from typing import Any, cast
 import aiohttp
 import discord
 
-from bot.delivery import DeliveryError, Job, Progress, VideoResult, video_filename
+from bot.delivery import DeliveryError, ImageResult, Job, Progress, Result, reword, upload_stem
 from bot.status_editor import Edited, StatusEditor
 from config.settings import Platform
 from gpu_worker.mux import MuxError, fit_mp4
@@ -70,8 +71,11 @@ def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 def status_text(job: Job, progress: Progress) -> str:
     seconds = job.params.get("seconds")
-    length = f" \u00b7 {float(seconds):g} s" if seconds else ""
     what = f"\u201c{clip(job.prompt, 300)}\u201d" if job.prompt else "your video"  # /sound, no prompt
+    if job.kind == "image":
+        shape = f" \u00b7 {job.params.get('width')}\u00d7{job.params.get('height')}"
+        return clip(f"\U0001f5bc\ufe0f {what}{shape}\n{reword(progress.text, job.kind)}")
+    length = f" \u00b7 {float(seconds):g} s" if seconds else ""
     return clip(f"\U0001f3ac {what}{length}\n{progress.text}")
 
 
@@ -207,7 +211,7 @@ class DiscordFrontend:
         self._track(job)
         self.editor.update(job.id, status_text(job, progress))
 
-    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+    async def deliver(self, job: Job, video: Result, caption: str) -> None:
         target = _Target.of(job)
         data = await self._fit(video, target.upload_limit)
         webhook = await self._end_status(job)
@@ -227,7 +231,7 @@ class DiscordFrontend:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise DeliveryError(f"the upload to Discord failed ({exc})", retryable=True) from exc
         await self._post_elsewhere(
-            target, f"your video is ready: {caption}",
+            target, reword(f"your video is ready: {caption}", job.kind),
             lambda: discord.File(io.BytesIO(data), filename=video.filename),
         )
 
@@ -240,7 +244,7 @@ class DiscordFrontend:
         None when a place could not be searched (no permission to read it): can't tell.
         """
         target = _Target.of(job)
-        name = video_filename(job.id)
+        name = upload_stem(job.id)
         if self.token_usable(job):
             try:
                 message = await self._webhook(target).fetch_message(ORIGINAL)
@@ -280,8 +284,10 @@ class DiscordFrontend:
 
     async def report_failure(self, job: Job, message: str) -> None:
         target = _Target.of(job)
-        text = clip(f"\u26a0\ufe0f Your video \u201c{clip(job.prompt, 200)}\u201d failed. {message}"
-                    + ("" if "try again" in message.lower() else " You can try again with /video."))
+        command = "/image" if job.kind == "image" else "/video"
+        text = clip(reword(f"\u26a0\ufe0f Your video \u201c{clip(job.prompt, 200)}\u201d failed. ",
+                           job.kind) + message
+                    + ("" if "try again" in message.lower() else f" You can try again with {command}."))
         webhook = await self._end_status(job)
         if self.token_usable(job):
             try:
@@ -304,7 +310,12 @@ class DiscordFrontend:
             log.info("job %s: could not mark the message cancelled: %s", job.id, exc)
 
     # -- internals ---------------------------------------------------------------------------
-    async def _fit(self, video: VideoResult, limit: int) -> bytes:
+    async def _fit(self, video: Result, limit: int) -> bytes:
+        if isinstance(video, ImageResult):
+            if video.size_bytes > limit:
+                raise DeliveryError(
+                    f"the image is larger than this server's upload limit ({limit / 2**20:.1f} MiB)")
+            return video.data
         if video.size_bytes <= limit:
             return video.mp4
         log.warning("job %s: %d bytes is over the %d-byte upload limit; re-encoding",
@@ -372,8 +383,9 @@ class DiscordFrontend:
         raise DeliveryError(f"could not reach you on Discord ({last})", retryable=True)
 
 
-def _carries(message: discord.Message | discord.WebhookMessage, filename: str) -> bool:
-    return any(attachment.filename == filename for attachment in message.attachments)
+def _carries(message: discord.Message | discord.WebhookMessage, stem: str) -> bool:
+    """Whether ``message`` carries our upload named ``stem`` (any extension)."""
+    return any(attachment.filename.rsplit(".", 1)[0] == stem for attachment in message.attachments)
 
 
 def _delivery_error(exc: discord.HTTPException) -> DeliveryError:

@@ -10,7 +10,11 @@ order, each step refusing what fails it with :class:`BadRecord` (the watcher ref
 4. a success must hold MP4 bytes and finite, positive, bounded numbers (the sync figure too:
    :func:`bot.sync_figure.parse_sync`); the bytes are then
    probed as a container (PyAV reads the headers, nothing is decoded): exactly one H.264 and
-   one AAC stream, a duration within the clip limit plus slack, sane dimensions.
+   one AAC stream, a duration within the clip limit plus slack, sane dimensions;
+5. an ``/image`` success (:func:`read_result` with ``image``) must hold image bytes within the
+   asked ``max_bytes``, a claimed format and the asked size; Pillow then opens the bytes with
+   that format's decoder only, checks the size in the header and decodes the picture (a
+   truncated or mislabelled file fails).
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
+from PIL import Image
 
-from bot.delivery import Progress, VideoResult
+from bot.delivery import ImageResult, Progress, VideoResult
 from bot.sync_figure import BadSync, parse_sync
 from gpu_worker.protocol import UserError, deserialize, failure_text
 from gpu_worker.queue import JobQueue
@@ -38,6 +43,9 @@ TOO_LARGE = "The finished video was larger than this bot accepts, so it was not 
 UNREADABLE = "The GPU worker's answer could not be read, so no video was sent."
 NOT_A_VIDEO = "The finished video failed its checks (it is not a playable MP4), so it was not sent."
 BAD_SHAPE = "The finished video failed its checks (its length or size is wrong), so it was not sent."
+NOT_AN_IMAGE = "The finished image failed its checks (it is not a readable picture), so it was not sent."
+BAD_IMAGE = "The finished image failed its checks (its size is wrong), so it was not sent."
+IMAGE_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}  # ours -> Pillow's
 BAD_PROGRESS = "The GPU worker sent a progress report that could not be read, so the job was stopped."
 
 
@@ -59,14 +67,26 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ImageAsk:
+    """What an ``/image`` job asked for: its result must be exactly this size, and fit."""
+
+    width: int
+    height: int
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class Failed:
     """The worker reported a failure; ``message`` is one of our own texts."""
 
     message: str
 
 
-async def read_result(queue: JobQueue, job_id: str, limits: Limits) -> VideoResult | Failed | None:
-    """The checked result of a finished job; None when Redis holds none (expired, deleted)."""
+async def read_result(
+    queue: JobQueue, job_id: str, limits: Limits, *, image: ImageAsk | None = None,
+) -> VideoResult | ImageResult | Failed | None:
+    """The checked result of a finished job (an image when ``image`` says what was asked);
+    None when Redis holds none (expired, deleted)."""
     size = await queue.result_size(job_id)
     if size is None:
         return None
@@ -80,6 +100,8 @@ async def read_result(queue: JobQueue, job_id: str, limits: Limits) -> VideoResu
     envelope = _envelope(blob)
     if not envelope["s"]:
         return Failed(failure_text(envelope["r"]))
+    if image is not None:
+        return await asyncio.to_thread(check_image, job_id, envelope["r"], image, limits)
     claimed = _claimed(envelope["r"], limits)
     mp4 = claimed["mp4"]
     duration_s, width, height = await asyncio.to_thread(probe_mp4, mp4, limits)
@@ -115,13 +137,7 @@ def _claimed(result: Any, limits: Limits) -> dict[str, Any]:
     _number(result.get("duration_s"), "duration_s", 0.0, limits.max_clip_seconds + DURATION_SLACK_S)
     _number(result.get("width"), "width", 0, MAX_SIDE)
     _number(result.get("height"), "height", 0, MAX_SIDE)
-    timings = result.get("timings") or {}
-    if not isinstance(timings, dict):
-        raise BadRecord(UNREADABLE, "timings is not a map")
-    clean = {
-        str(k)[:40]: float(v) for k, v in list(timings.items())[:32]
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
+    clean = _timings(result)
     try:
         sync = parse_sync(result.get("sync"))
     except BadSync as exc:
@@ -151,6 +167,55 @@ def probe_mp4(mp4: bytes, limits: Limits) -> tuple[float, int, int]:
     _number(width, "probed width", 0, MAX_SIDE)
     _number(height, "probed height", 0, MAX_SIDE)
     return duration, int(width), int(height)
+
+
+def check_image(job_id: str, result: Any, ask: ImageAsk, limits: Limits) -> ImageResult:
+    """An ``/image`` success record, checked as the module docstring says (step 5)."""
+    if not isinstance(result, dict) or not isinstance(result.get("image"), bytes):
+        raise BadRecord(UNREADABLE, "result has no image bytes")
+    data: bytes = result["image"]
+    cap = min(limits.max_result_bytes, ask.max_bytes or limits.max_result_bytes)
+    if not data or len(data) > cap:
+        raise BadRecord(TOO_LARGE, f"image of {len(data)} bytes is outside (0, {cap}]")
+    fmt = result.get("format")
+    if fmt not in IMAGE_FORMATS:
+        raise BadRecord(NOT_AN_IMAGE, f"image format {fmt!r} is not one of ours")
+    if (result.get("width"), result.get("height")) != (ask.width, ask.height):
+        raise BadRecord(BAD_IMAGE, f"claimed {result.get('width')!r}x{result.get('height')!r}, "
+                                   f"asked {ask.width}x{ask.height}")
+    try:
+        with Image.open(io.BytesIO(data), formats=[IMAGE_FORMATS[fmt]]) as picture:
+            size = picture.size
+            if size != (ask.width, ask.height):
+                raise BadRecord(BAD_IMAGE, f"picture is {size[0]}x{size[1]}, asked "
+                                           f"{ask.width}x{ask.height}")
+            picture.load()  # decodes every pixel: a truncated file fails here
+    except BadRecord:
+        raise
+    except Exception as exc:  # Pillow's errors for bytes that are not this format
+        raise BadRecord(NOT_AN_IMAGE, f"not a readable {fmt} ({type(exc).__name__})") from None
+    return ImageResult(job_id=job_id, data=data, format=fmt, width=ask.width,
+                       height=ask.height, timings=_timings(result))
+
+
+def _timings(result: dict[str, Any]) -> dict[str, float]:
+    """The worker's stage timings, as plain bounded numbers (``{stage: {start, end}}`` or
+    ``{stage: seconds}``); anything else is dropped."""
+    timings = result.get("timings") or {}
+    if not isinstance(timings, dict):
+        raise BadRecord(UNREADABLE, "timings is not a map")
+    clean: dict[str, float] = {}
+    for key, value in list(timings.items())[:32]:
+        if isinstance(value, dict):
+            start, end = value.get("start"), value.get("end")
+            value = end - start if all(_finite(v) for v in (start, end)) else None
+        if _finite(value):
+            clean[str(key)[:40]] = float(value)
+    return clean
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_progress(job_id: str, fields: dict[Any, Any]) -> Progress:

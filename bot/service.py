@@ -21,11 +21,12 @@ from arq import ArqRedis
 from redis.exceptions import RedisError
 
 from bot.clip_lengths import ClipLengths, current_clip_lengths
+from bot.delivery import reword
 from bot import banlist, metrics, text_rules
 from bot.status import StatusReport, collect_status
 from bot.sync_figure import SyncFigure, sync_text
-from config.settings import Platform, Settings
-from gpu_worker.protocol import GENERATE_SOUND, GENERATE_VIDEO, UserError
+from config.settings import IMAGE_SIZE, Platform, Settings
+from gpu_worker.protocol import GENERATE_IMAGE, GENERATE_SOUND, GENERATE_VIDEO, UserError
 from gpu_worker.queue import JobQueue
 from storage import (
     CreditLedger,
@@ -48,13 +49,14 @@ MAX_REASON_CHARS = 200
 MIN_UPLOAD_LIMIT = 1  # bytes; 0 or less is a frontend bug (too small to fit fails later, clearly)
 ASCII_DIGITS = re.compile(r"[0-9]+")
 EXAMPLE_PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
+JOB_FUNCTIONS = {"video": GENERATE_VIDEO, "sound": GENERATE_SOUND, "image": GENERATE_IMAGE}
 
 
 ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
     "not_cancellable", "bad_request", "banned", "banned_prompt", "not_here", "bad_term",
-    "unknown_rule", "bad_video",
+    "unknown_rule", "bad_video", "bad_size",
 ]
 
 
@@ -88,9 +90,11 @@ class Actor:
 
 @dataclass(frozen=True)
 class VideoAccepted:
+    """A queued job (``/video``, ``/sound`` or ``/image``: ``seconds`` is None for images)."""
+
     job_id: str
     prompt: str
-    seconds: float
+    seconds: float | None
     seed: int
     cost: int
     available_after: int
@@ -153,6 +157,27 @@ def clean_prompt(text: str | None, max_chars: int) -> str:
             "Please shorten it.",
         )
     return prompt
+
+
+def size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def parse_size(value: object, offered: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """An ``/image`` size as sent ("1024x576", or None for the first offered); only the sizes
+    in TALKIES_IMAGE_SIZES are accepted, so nothing a worker would refuse is queued."""
+    if value is None:
+        return offered[0]
+    match = IMAGE_SIZE.fullmatch(value) if isinstance(value, str) else None
+    size = (int(match[1]), int(match[2])) if match else None
+    if size not in offered:
+        choices = ", ".join(size_text(s) for s in offered)
+        raise UserFacingError(
+            "bad_size",
+            f"The image size must be one of {choices} (got {_shown(str(value))!r}). You were "
+            "not charged.",
+        )
+    return size
 
 
 def parse_amount(value: object, max_amount: int) -> int:
@@ -318,8 +343,30 @@ class Service:
         await self.check_prompt(actor, text)
         clip_seconds = await self._seconds(seconds)
         return await self._submit(
-            actor, "video", text, clip_seconds, cost=self.settings.video_price, seed=seed,
-            delivery=delivery, max_bytes=max_bytes,
+            actor, "video", text, {"seconds": clip_seconds}, cost=self.settings.video_price,
+            seed=seed, delivery=delivery, max_bytes=max_bytes,
+        )
+
+    async def request_image(
+        self,
+        actor: Actor,
+        prompt: str | None,
+        *,
+        size: str | None = None,
+        seed: int | None = None,
+        delivery: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> VideoAccepted:
+        """``/image``: one picture from a prompt at one of the offered sizes, for
+        TALKIES_IMAGE_PRICE; ``max_bytes`` is the platform's photo limit (the worker fits the
+        picture under it). A refusal charges nothing and queues nothing."""
+        await self.admit(actor)
+        text = clean_prompt(prompt, self.settings.max_prompt_chars)
+        await self.check_prompt(actor, text)
+        width, height = parse_size(size, self.settings.image_sizes)
+        return await self._submit(
+            actor, "image", text, {"width": width, "height": height},
+            cost=self.settings.image_price, seed=seed, delivery=delivery, max_bytes=max_bytes,
         )
 
     async def request_sound(
@@ -361,8 +408,8 @@ class Service:
         if prompt:
             await self.check_prompt(actor, prompt)
         return await self._submit(
-            actor, "sound", prompt, seconds, cost=cost, seed=seed, delivery=delivery,
-            max_bytes=max_bytes, extra=extra,
+            actor, "sound", prompt, {"seconds": seconds}, cost=cost, seed=seed,
+            delivery=delivery, max_bytes=max_bytes, extra=extra,
         )
 
     async def _submit(
@@ -370,7 +417,7 @@ class Service:
         actor: Actor,
         kind: str,
         prompt: str,
-        seconds: float,
+        shape: dict[str, Any],
         *,
         cost: int,
         seed: int | None,
@@ -379,12 +426,13 @@ class Service:
         extra: dict[str, Any] | None = None,
     ) -> VideoAccepted:
         """Reserve ``cost``, record the job (one transaction, with the in-flight limits) and
-        enqueue it under its own id; shared by /video and /sound."""
+        enqueue it under its own id; shared by /video, /sound and /image. ``shape`` is the
+        kind's own parameters (seconds; width and height)."""
         clip_seed = self._seed(seed)
         delivery = check_delivery(delivery, max_bytes)
         account = await self._account(actor)
         job_id = uuid.uuid4().hex
-        params: dict[str, Any] = {"seconds": seconds, "seed": clip_seed, "max_bytes": max_bytes}
+        params: dict[str, Any] = {**shape, "seed": clip_seed, "max_bytes": max_bytes}
         if extra and "source_job" in extra:
             params["source_job"] = extra["source_job"]
         try:
@@ -399,14 +447,14 @@ class Service:
             )
         except InsufficientCredits as exc:
             message = await self._no_credits_message(exc, actor, account.signup_withheld)
-            raise UserFacingError("no_credits", message) from None
+            raise UserFacingError("no_credits", reword(message, kind)) from None
         except TooManyJobs as exc:
             message = self._too_many_jobs_message(exc, self.place_word(actor))
             raise UserFacingError("too_many_jobs", message) from None
 
         position = await self._enqueue(job_id, prompt, params, kind=kind, extra=extra)
         return VideoAccepted(
-            job_id=job_id, prompt=prompt, seconds=seconds, seed=clip_seed, cost=cost,
+            job_id=job_id, prompt=prompt, seconds=shape.get("seconds"), seed=clip_seed, cost=cost,
             available_after=await self.credits.available(account.id), queue_position=position,
             signed_up_now=account.signed_up_now, daily_granted_now=account.daily_granted_now,
         )
@@ -417,20 +465,21 @@ class Service:
     ) -> int | None:
         """``extra`` goes into the payload only (never into SQLite): the /sound upload."""
         payload = {"job_id": job_id, "kind": kind, "prompt": prompt, **params, **(extra or {})}
-        function = GENERATE_SOUND if kind == "sound" else GENERATE_VIDEO
+        function = JOB_FUNCTIONS[kind]
         if self.queue is None:
             await self.jobs.fail(job_id, "no queue configured")
             raise UserFacingError(
-                "queue_down", "Video generation is not available on this bot right now. "
-                "You were not charged.",
+                "queue_down", reword("Video generation is not available on this bot right "
+                                     "now. You were not charged.", kind),
             )
         try:  # one atomic round trip: queued with its place in the queue, or not at all
             return await self.queue.enqueue(job_id, payload, function)
         except (RedisError, OSError) as exc:
             await self.jobs.fail(job_id, f"queue unreachable: {exc}")
             raise UserFacingError(
-                "queue_down", "The video queue is unreachable right now, so nothing was "
-                "queued and you were not charged. Please try again in a minute.",
+                "queue_down", reword("The video queue is unreachable right now, so nothing "
+                                     "was queued and you were not charged. Please try again "
+                                     "in a minute.", kind),
             ) from None
 
     async def _grant_hint(self, actor: Actor, *, full: bool = True) -> str:
@@ -641,6 +690,12 @@ class Service:
         placed = sync_text(sync)
         parts = [what, f"{seconds:.1f} s", *([placed] if placed else []), f"{available} credits left"]
         return " \u00b7 ".join(parts)
+
+    @staticmethod
+    def image_caption(job: Job, width: int, height: int, available: int) -> str:
+        """The line under a delivered image: prompt, size and credits left."""
+        return " \u00b7 ".join(
+            [f"\u201c{job.prompt}\u201d", f"{width}\u00d7{height}", f"{available} credits left"])
 
     # -- job lifecycle (called by the watcher) -------------------------------------------
     async def finish_job(self, job_id: str, *, owner: str | None = None) -> Settlement:

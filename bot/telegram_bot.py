@@ -3,6 +3,8 @@
 * ``/video <prompt>``, a plain message in a private chat, or a message that mentions the bot in
   a group asks for a video. The bot replies at once (the status message), edits it with the
   queue position and progress (:mod:`bot.telegram_frontend`), then replies with the MP4.
+  ``/image`` (:mod:`bot.telegram_image`) and ``/sound`` (:mod:`bot.telegram_sound`) run the
+  same way.
 * ``/start``, ``/help``, ``/credits``, ``/grant``, ``/pool``, ``/cancel`` render the service's
   answers; a :class:`~bot.service.UserFacingError` becomes a plain reply.
 * :class:`TelegramBot` runs it all (commands menu, job watcher, polling) and stops cleanly;
@@ -33,8 +35,9 @@ from telegram.ext import (
 from bot import metrics
 from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
-from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted
+from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted, size_text
 from bot.telegram_buttons import add_button_handlers, keyboard
+from bot.telegram_image import add_image_handlers
 from bot.telegram_sound import add_sound_handlers
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
 from bot.telegram_moderation import TelegramModeration
@@ -50,6 +53,7 @@ HANDLERS_KEY = "talkies"
 COMMANDS = [
     BotCommand("video", "Make a video with sound from a prompt"),
     BotCommand("sound", "Reply to a video: give it music, ambience and timed sound effects"),
+    BotCommand("image", "Make a picture from a prompt"),
     BotCommand("credits", "Show your credits"),
     BotCommand("cancel", "Cancel your queued video"),
     BotCommand("grant", "Give credits (operators; group admins from the pool)"),
@@ -95,6 +99,10 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         "/video <prompt> \u2013 make a video\n"
         f"Send me a video (or reply /sound <prompt> to one) \u2013 I give it music, ambience "
         f"and sound effects timed to the picture ({settings.sound_price} credits)\n"
+        f"/image [WxH] <prompt> \u2013 a picture ({settings.image_price} credits; sizes "
+        f"{', '.join(size_text(s) for s in settings.image_sizes)}); in a private chat a "
+        "message starting with image: works too. Under it: Re-roll, and Animate (a video from "
+        f"the same prompt, {settings.video_price} credits)\n"
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"
@@ -252,9 +260,11 @@ class TelegramHandlers:
     async def request_job(
         self, update: Update, status: Message,
         request: Callable[[dict[str, Any]], Awaitable[VideoAccepted]],
+        *,
+        command: str = "video",
     ) -> None:
         """Ask the service for a job (``request(delivery)``), then show it queued and follow
-        it; a refusal settles the status message."""
+        it; a refusal settles the status message. ``command`` names it in the metrics."""
         message = update.effective_message
         assert message is not None
         delivery = {
@@ -266,18 +276,18 @@ class TelegramHandlers:
         try:
             accepted = await request(delivery)
         except UserFacingError as exc:
-            metrics.command(PLATFORM, "video", "refused")
+            metrics.command(PLATFORM, command, "refused")
             await self.frontend.settle_status(message.chat_id, status.message_id, exc.user_message)
             return
         except Exception:
-            metrics.command(PLATFORM, "video", "error")
-            log.exception("video request failed")
+            metrics.command(PLATFORM, command, "error")
+            log.exception("%s request failed", command)
             await self.frontend.settle_status(
                 message.chat_id, status.message_id,
                 "Something went wrong on our side. Please try again in a minute.",
             )
             return
-        metrics.command(PLATFORM, "video", "ok")
+        metrics.command(PLATFORM, command, "ok")
         self.frontend.set_status(
             message.chat_id, status.message_id, queued_text(accepted, self.settings.signup_grant)
         )
@@ -471,6 +481,7 @@ def build_application(
         app.add_handler(CommandHandler(name, h.guarded(callback, counted),
                                        filters=private | groups))
     add_sound_handlers(app, h)
+    add_image_handlers(app, h)
     app.add_handler(MessageHandler((private | groups) & filters.COMMAND, h.guarded(h.unknown)))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND,
                                    h.guarded(h.private_text)))

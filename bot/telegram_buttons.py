@@ -1,7 +1,8 @@
-"""Re-roll / New audio / Stems under a delivered clip on Telegram (inline keyboard).
+"""Re-roll / New audio / Stems under a delivered clip, Re-roll / Animate under an image, on
+Telegram (inline keyboard).
 
 A press by anyone but the clip's requester, or on a clip that is no longer kept, is answered
-with a short alert. Re-roll and New audio post a new status message as a reply to the clip and
+with a short alert. Re-roll, Animate and New audio post a new status message as a reply to the clip and
 run like any job; Stems sends a media group of three audio files.
 """
 
@@ -13,7 +14,10 @@ from typing import TYPE_CHECKING
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaAudio, Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 
-from bot.clip_actions import NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, buttons_for, parse_button
+from bot.clip_actions import (
+    ANIMATE, NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for,
+    parse_button,
+)
 from bot.service import Service, UserFacingError
 from storage import Job
 
@@ -21,7 +25,8 @@ if TYPE_CHECKING:
     from bot.telegram_bot import TelegramHandlers
 
 log = logging.getLogger(__name__)
-WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems"}
+WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems",
+        ANIMATE: "animating it"}
 MAX_ALERT_CHARS = 200  # Telegram's limit for a callback answer
 
 
@@ -68,11 +73,12 @@ class TelegramButtons:
             ))
             return
         await query.answer()
-        status = await self.h.reply(message, "Got it: queueing your video\u2026")  # type: ignore[arg-type]
-        limit = self.h.frontend.upload_limit
-        run = self.actions.reroll if action == REROLL else self.actions.new_audio
-        await self.h.request_job(update, status, lambda delivery: run(
-            actor, job, delivery=delivery, max_bytes=limit,
+        noun = "image" if job.kind == "image" and action == REROLL else "video"
+        status = await self.h.reply(message, f"Got it: queueing your {noun}\u2026")  # type: ignore[arg-type]
+        frontend = self.h.frontend
+        limits = UploadLimits(video=frontend.upload_limit, image=frontend.photo_limit)
+        await self.h.request_job(update, status, lambda delivery: self.actions.run(
+            action, actor, job, delivery=delivery, limits=limits,
         ))
 
 

@@ -9,6 +9,9 @@
 * Uploads show the ``upload_video`` chat action, reply to the user's prompt and carry
   duration, size and ``supports_streaming``; a video over the Bot API's 50 MB limit is
   re-encoded to fit first (:func:`gpu_worker.mux.fit_mp4`).
+* An ``/image`` goes as a photo (``sendPhoto``) when it is within Telegram's photo limits
+  (10 MB, width + height <= 10000, sides at most 20:1), else as a document (``sendDocument``,
+  the file as made, up to the 50 MB upload limit).
 * Network errors, timeouts, 5xx and 429 are retryable :class:`DeliveryError` (the watcher
   retries until its deadline); the Bot API can't search a chat, so whether an earlier upload
   arrived is unknown (:meth:`TelegramFrontend.find_delivered` says None: upload again).
@@ -32,7 +35,7 @@ from telegram.constants import ChatAction, FileSizeLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.delivery import DeliveryError, Job, Progress, VideoResult
+from bot.delivery import DeliveryError, ImageResult, Job, Progress, Result, VideoResult, reword
 from bot.status_editor import Edited, StatusEditor
 from gpu_worker.mux import MuxError, fit_mp4
 
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UPLOAD_LIMIT_BYTES = int(FileSizeLimit.FILESIZE_UPLOAD)  # 50 MB through the Bot API
+PHOTO_LIMIT_BYTES = int(FileSizeLimit.PHOTOSIZE_UPLOAD)  # 10 MB for sendPhoto
+PHOTO_MAX_SIDES_SUM = 10_000  # sendPhoto: width + height at most this
+PHOTO_MAX_RATIO = 20  # sendPhoto: the longer side at most 20 times the shorter
 EDIT_INTERVAL_S = 1.5
 MAX_FLOOD_WAIT_S = 120.0  # longer waits than this give up (the watcher refunds)
 CHAT_ACTION_EVERY_S = 4.0  # an action shows for 5 s
@@ -59,6 +65,13 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
+
+
+def fits_photo(image: ImageResult, limit: int = PHOTO_LIMIT_BYTES) -> bool:
+    """Whether Telegram takes ``image`` as a photo (else it goes as a document)."""
+    short, long = sorted((image.width, image.height))
+    return (image.size_bytes <= limit and image.width + image.height <= PHOTO_MAX_SIDES_SUM
+            and long <= PHOTO_MAX_RATIO * short)
 
 
 def clip_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -152,6 +165,7 @@ class TelegramFrontend:
     ) -> None:
         self.bot = bot
         self.upload_limit = upload_limit
+        self.photo_limit = min(PHOTO_LIMIT_BYTES, upload_limit)
         # The buttons under a delivered clip (bot.telegram_buttons.keyboard), when wired.
         self.markup_for: Callable[[Job], Any] | None = None
         self.upload_timeout_s = upload_timeout_s
@@ -220,13 +234,13 @@ class TelegramFrontend:
         target = Target.of(job)
         if target.status_message_id is None:
             return
-        text = progress.text
+        text = reword(progress.text, job.kind)
         current = self.editor.current((target.chat_id, target.status_message_id))
         if current is not None and current.split("\n", 1)[0] == text:
             return  # already says this (perhaps with more detail below)
         self.set_status(target.chat_id, target.status_message_id, text)
 
-    async def deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+    async def deliver(self, job: Job, video: Result, caption: str) -> None:
         self._uploads += 1
         self._no_uploads.clear()
         try:
@@ -244,27 +258,16 @@ class TelegramFrontend:
             return False
         return True
 
-    async def _deliver(self, job: Job, video: VideoResult, caption: str) -> None:
+    async def _deliver(self, job: Job, video: Result, caption: str) -> None:
         target = Target.of(job)
-        action = asyncio.create_task(self._upload_action(target))
+        image = isinstance(video, ImageResult)
+        action = asyncio.create_task(self._upload_action(
+            target, ChatAction.UPLOAD_PHOTO if image else ChatAction.UPLOAD_VIDEO))
         try:
-            fitted = await self._fit(video)
-            await self.call(target.chat_id, lambda: self.bot.send_video(
-                target.chat_id,
-                InputFile(fitted.mp4, filename=video.filename),
-                duration=max(1, round(fitted.duration_s)),
-                width=fitted.width,
-                height=fitted.height,
-                supports_streaming=True,
-                caption=clip_text(caption, MAX_CAPTION_CHARS),
-                reply_markup=self.markup_for(job) if self.markup_for is not None else None,
-                reply_parameters=target.reply(),
-                message_thread_id=target.thread_id,
-                read_timeout=self.upload_timeout_s,
-                write_timeout=self.upload_timeout_s,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                pool_timeout=CONNECT_TIMEOUT_S,
-            ))
+            if isinstance(video, ImageResult):
+                await self._send_image(job, target, video, caption)
+            else:
+                await self._send_video(job, target, video, caption)
         except RetryAfter as exc:
             raise DeliveryError(
                 f"Telegram asked us to wait {retry_after_seconds(exc):.0f} s before sending",
@@ -273,7 +276,8 @@ class TelegramFrontend:
         except Forbidden:
             raise DeliveryError("the bot can no longer post in this chat") from None
         except BadRequest as exc:
-            raise DeliveryError(f"Telegram refused the video ({exc.message})") from None
+            what = "image" if image else "video"
+            raise DeliveryError(f"Telegram refused the {what} ({exc.message})") from None
         except NetworkError as exc:  # also timeouts and 5xx; 413 (too large) is no network error
             too_large = "too large" in exc.message.lower()
             raise DeliveryError(f"the upload to Telegram failed ({exc.message[:200]})",
@@ -283,7 +287,47 @@ class TelegramFrontend:
             with contextlib.suppress(asyncio.CancelledError):
                 await action
         if target.status_message_id is not None:
-            self.set_status(target.chat_id, target.status_message_id, DONE_TEXT, final=True)
+            self.set_status(target.chat_id, target.status_message_id, reword(DONE_TEXT, job.kind),
+                            final=True)
+
+    def _upload_options(self, job: Job, target: Target, caption: str) -> dict[str, Any]:
+        """What every upload carries: caption, buttons, reply, topic and timeouts."""
+        return {
+            "caption": clip_text(caption, MAX_CAPTION_CHARS),
+            "reply_markup": self.markup_for(job) if self.markup_for is not None else None,
+            "reply_parameters": target.reply(),
+            "message_thread_id": target.thread_id,
+            "read_timeout": self.upload_timeout_s,
+            "write_timeout": self.upload_timeout_s,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "pool_timeout": CONNECT_TIMEOUT_S,
+        }
+
+    async def _send_image(self, job: Job, target: Target, image: ImageResult, caption: str) -> None:
+        if image.size_bytes > self.upload_limit:
+            raise DeliveryError(f"the image is over Telegram's upload limit "
+                                f"({self.upload_limit / 1e6:.0f} MB)")
+        options = self._upload_options(job, target, caption)
+        send = self.bot.send_photo
+        if not fits_photo(image, self.photo_limit):
+            log.info("job %s: a %dx%d image of %d bytes is over the photo limits; sending it "
+                     "as a document", job.id, image.width, image.height, image.size_bytes)
+            send = self.bot.send_document
+        await self.call(target.chat_id, lambda: send(
+            target.chat_id, InputFile(image.data, filename=image.filename), **options))
+
+    async def _send_video(self, job: Job, target: Target, video: VideoResult, caption: str) -> None:
+        fitted = await self._fit(video)
+        options = self._upload_options(job, target, caption)
+        await self.call(target.chat_id, lambda: self.bot.send_video(
+            target.chat_id,
+            InputFile(fitted.mp4, filename=video.filename),
+            duration=max(1, round(fitted.duration_s)),
+            width=fitted.width,
+            height=fitted.height,
+            supports_streaming=True,
+            **options,
+        ))
 
     async def find_delivered(self, job: Job) -> bool | None:
         """The Bot API can't search a chat's history: unknown (the watcher uploads again)."""
@@ -311,14 +355,14 @@ class TelegramFrontend:
             raise DeliveryError(f"{exc.user_message} (Telegram's upload limit)") from None
         return dataclasses.replace(video, mp4=mp4)
 
-    async def _upload_action(self, target: Target) -> None:
-        """"Sending a video..." while uploading; skipped while the chat is in a flood wait
-        (every other call respects it, and this one would only prolong it)."""
+    async def _upload_action(self, target: Target, action: ChatAction) -> None:
+        """"Sending a video..." (or photo) while uploading; skipped while the chat is in a
+        flood wait (every other call respects it, and this one would only prolong it)."""
         while True:
             if self.flood.delay(target.chat_id) <= 0:
                 try:
                     await self.bot.send_chat_action(
-                        target.chat_id, ChatAction.UPLOAD_VIDEO, message_thread_id=target.thread_id
+                        target.chat_id, action, message_thread_id=target.thread_id
                     )
                 except RetryAfter as exc:
                     self.flood.block(target.chat_id, retry_after_seconds(exc))

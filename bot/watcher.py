@@ -17,7 +17,8 @@ The delivery state machine, in five lines:
 One watcher per bot process. For each job it is told about (and, on start, every unfinished
 job of its platform recorded in SQLite) it runs one task that shows the queue position and
 the worker's progress (pushed over Redis pub/sub, with a slow poll as the safety net), checks
-the result (:mod:`bot.results`), and delivers or refunds as above. Redis being unreachable
+the result (:mod:`bot.results`; an ``/image`` job's must be the picture it asked for), and
+delivers or refunds as above. Redis being unreachable
 never fails a job: the watcher waits for it.
 """
 
@@ -36,9 +37,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import metrics
-from bot.delivery import DeliveryError, Frontend, Job, Progress, VideoResult
+from bot.delivery import DeliveryError, Frontend, ImageResult, Job, Progress, Result, reword
 from bot.logs import job_context
-from bot.results import BadRecord, Failed, Limits, parse_progress, read_result
+from bot.results import BadRecord, Failed, ImageAsk, Limits, parse_progress, read_result
 from bot.service import Service
 from gpu_worker.protocol import progress_channel
 from gpu_worker.queue import JobQueue, QueueStatus
@@ -209,7 +210,7 @@ class JobWatcher:
             return await self._deliver(job, None)  # a lapsed claim: take over, ask the platform
         status = await self.queue.status(job.id)
         if status is QueueStatus.complete:
-            result = await read_result(self.queue, job.id, self.limits)
+            result = await self._read(job)
             if result is None:
                 return False  # expired or deleted just now: the next poll sees what is left
             if isinstance(result, Failed):
@@ -273,7 +274,7 @@ class JobWatcher:
                 if not await self.service.withdraw(job.id, "no worker picked it up in time"):
                     return Progress(job.id, "running")  # a worker took it just now
                 metrics.FAILURES.labels("bot", "queued_too_long").inc()
-                await self.frontend.report_failure(job, QUEUED_TOO_LONG)
+                await self.frontend.report_failure(job, reword(QUEUED_TOO_LONG, job.kind))
                 return None
             position = await self.queue.position(job.id)
             return Progress(job.id, "queued", queue_position=position)
@@ -306,7 +307,15 @@ class JobWatcher:
             log.exception("job %s: showing progress failed", job.id)
 
     # -- delivery -----------------------------------------------------------------------------
-    async def _deliver(self, job: Job, video: VideoResult | None) -> bool:
+    async def _read(self, job: Job) -> Result | Failed | None:
+        """The job's checked result; an image job's must be what it asked for."""
+        image = None
+        if job.kind == "image":
+            image = ImageAsk(int(job.params["width"]), int(job.params["height"]),
+                             job.params.get("max_bytes"))
+        return await read_result(self.queue, job.id, self.limits, image=image)
+
+    async def _deliver(self, job: Job, video: Result | None) -> bool:
         """Claim the job and deliver it; False when another live owner holds it (or closing).
 
         ``video`` None: the job was already being delivered by someone whose claim lapsed;
@@ -324,8 +333,8 @@ class JobWatcher:
         renewing = asyncio.create_task(self._renew(job.id), name=f"claim-{job.id}")
         try:
             if video is None:
-                result = await read_result(self.queue, job.id, self.limits)
-                video = result if isinstance(result, VideoResult) else None
+                result = await self._read(job)
+                video = None if isinstance(result, Failed) else result
             await self._upload(job, video, ask_first=claim.resumed)
         except asyncio.CancelledError:
             await asyncio.shield(self._release(job.id))
@@ -354,7 +363,7 @@ class JobWatcher:
         except Exception:
             log.exception("job %s: giving the claim back failed (it lapses by itself)", job_id)
 
-    async def _upload(self, job: Job, video: VideoResult | None, *, ask_first: bool) -> None:
+    async def _upload(self, job: Job, video: Result | None, *, ask_first: bool) -> None:
         """Upload until confirmed, retrying retryable errors until the deadline; then settle."""
         started = time.monotonic()
         deadline = started + self.deadline_s
@@ -397,12 +406,17 @@ class JobWatcher:
             raise DeliveryError("the platform did not answer in time", retryable=True) from None
         return found is True
 
-    async def _attempt(self, job: Job, video: VideoResult, deadline: float, *, first: bool) -> None:
+    async def _attempt(self, job: Job, video: Result, deadline: float, *, first: bool) -> None:
         async def send() -> None:
             if first:
                 await self._show(job, Progress(job.id, "delivering"))
             balance = await self.service.credits.balance(job.user_id)
-            caption = self.service.caption(job, video.duration_s, balance.available, video.sync)
+            if isinstance(video, ImageResult):
+                caption = self.service.image_caption(job, video.width, video.height,
+                                                     balance.available)
+            else:
+                caption = self.service.caption(job, video.duration_s, balance.available,
+                                               video.sync)
             await self.frontend.deliver(job, video, caption)
             metrics.UPLOAD_BYTES.labels(self.frontend.platform).observe(video.size_bytes)
 
@@ -431,6 +445,7 @@ class JobWatcher:
         if settlement.outcome is not SettleOutcome.REFUNDED:
             return  # delivered after all, already settled, or another watcher's to settle
         metrics.FAILURES.labels("bot", _failure_reason(message)).inc()
+        message = reword(message, job.kind)
         try:
             ending = "" if message.endswith((".", "!", "?")) else "."
             await asyncio.wait_for(

@@ -8,6 +8,7 @@ platform token only disables that frontend (see :meth:`Settings.frontend_problem
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
@@ -18,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "TALKIES_"
 Platform = Literal["discord", "telegram"]
 IdList = Annotated[frozenset[str], NoDecode]
+IMAGE_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[x\u00d7X]\s*([0-9]{1,5})\s*")
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 64, 4096
 
 
 class ConfigError(RuntimeError):
@@ -52,6 +55,7 @@ class Settings(BaseSettings):
     video_price: int = Field(default=20, ge=0)
     sound_price: int = Field(default=10, ge=0)  # /sound: a soundtrack for the user's own video
     new_audio_price: int = Field(default=5, ge=0)  # the "New audio" button under a clip
+    image_price: int = Field(default=2, ge=0)  # /image: one picture from a prompt
     signup_grant: int = Field(default=200, ge=0)
     daily_grant: int = Field(default=100, ge=0)
     max_grant: int = Field(default=100_000, ge=1)
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     # /sound uploads travel through Redis in the job payload: at most 20 MB (Telegram's
     # getFile limit too; gpu_worker.protocol.MAX_SOUND_UPLOAD_BYTES).
     sound_max_upload_bytes: int = Field(default=20_000_000, ge=100_000, le=20_000_000)
+    # The /image sizes on offer, "WxH" each (the first is the default); a worker refuses sizes
+    # its image preset can't make, so offer only what the workers' preset allows.
+    image_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = (
+        (512, 512), (768, 768), (1024, 1024), (1024, 576), (576, 1024),
+    )
     # What a delivered clip's buttons need (its MP4 and stems) is kept this long in Redis,
     # all clips together at most clip_store_max_bytes (oldest dropped first).
     clip_ttl_s: int = Field(default=24 * 3600, ge=60)
@@ -148,6 +157,35 @@ class Settings(BaseSettings):
         """Accept "term one, term two" as well as a list."""
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("image_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        """Accept "512x512, 1024x576" as well as a list of pairs; 1 to 25 distinct sizes (a
+        Discord option offers 25 choices at most), each side from 64 to 4096 pixels."""
+        if isinstance(value, str):
+            sizes = []
+            for part in (p.strip() for p in value.split(",") if p.strip()):
+                match = IMAGE_SIZE.fullmatch(part)
+                if match is None:
+                    raise ValueError(f"{part!r} is not a size like 1024x576")
+                sizes.append((int(match[1]), int(match[2])))
+            value = tuple(sizes)
+        if isinstance(value, (tuple, list)):
+            pairs = [tuple(pair) for pair in value]
+            if not 1 <= len(pairs) <= 25 or len(set(pairs)) != len(pairs):
+                raise ValueError("give 1 to 25 different sizes")
+            for pair in pairs:
+                if len(pair) != 2 or not all(
+                    isinstance(side, int) and MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE
+                    for side in pair
+                ):
+                    shown = "x".join(str(side) for side in pair)
+                    raise ValueError(
+                        f"{shown}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels"
+                    )
+            return tuple(pairs)
         return value
 
     @field_validator("telegram_api_url")

@@ -16,6 +16,7 @@ import contextlib
 import io
 import itertools
 import json
+import mimetypes
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -687,7 +688,7 @@ class FakeDiscord:
         return [
             {"id": self.snowflake(), "filename": f.filename, "size": len(f.data),
              "url": f"https://cdn.invalid/{f.filename}", "proxy_url": f"https://cdn.invalid/{f.filename}",
-             "content_type": "video/mp4"}
+             "content_type": mimetypes.guess_type(f.filename)[0] or "application/octet-stream"}
             for f in files
         ]
 

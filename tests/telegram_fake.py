@@ -5,12 +5,14 @@ multipart bodies, ``{"ok": ..., "result": ...}`` answers), keeps the chat state 
 to look at (every call in order, each message's text history, uploaded videos) and lets a
 test push updates, set members' rights and inject errors such as a 429 ``retry_after``.
 It enforces a few real rules too: edits to unknown messages and no-op edits fail, text and
-caption lengths are checked, uploads over the limit get 413.
+caption lengths are checked, uploads over the limit get 413, photos over Telegram's photo
+limits (10 MB; width + height <= 10000, sides at most 20:1, read from the file) are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import time
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 STRING_FIELDS = frozenset({
     "text", "caption", "action", "parse_mode", "callback_query_id", "description",
@@ -27,6 +30,7 @@ STRING_FIELDS = frozenset({
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 UPLOAD_LIMIT = 50_000_000
+PHOTO_LIMIT = 10_000_000
 DOWNLOAD_LIMIT = 20_000_000  # getFile refuses bigger files ("file is too big")
 LONG_POLL_MAX_S = 1.0
 
@@ -151,6 +155,8 @@ class FakeBotAPI:
         self.calls: list[Call] = []
         self.sent: dict[tuple[int, int], SentMessage] = {}
         self.videos: list[SentVideo] = []
+        self.photos: list[SentVideo] = []  # sendPhoto uploads (data, params, filename)
+        self.documents: list[SentVideo] = []  # sendDocument uploads
         self.media_groups: list[list[tuple[dict[str, Any], bytes]]] = []  # (item, file) each
         self.user_files: dict[str, bytes] = {}  # file_id -> bytes users sent (getFile serves them)
         self.downloads: list[str] = []  # file paths the bot fetched
@@ -528,6 +534,53 @@ class FakeBotAPI:
             content["caption"] = str(caption)
         message = self._new_message(self._chat(chat_id), self.me, reply_to=reply_to, **content)
         self.videos.append(SentVideo(chat_id, message["message_id"], data, params, filename))
+        return message
+
+    def _upload(self, kind: str, params: dict[str, Any],
+                files: dict[str, tuple[bytes, str | None]]) -> tuple[bytes, str | None, dict[str, Any]]:
+        """A file upload's bytes, name and new message (``kind``: photo, document)."""
+        chat_id = int(params["chat_id"])
+        if kind not in files:
+            raise ApiError(400, f"Bad Request: there is no {kind} in the request")
+        data, filename = files[kind]
+        if len(data) > self.upload_limit:
+            raise ApiError(413, "Request Entity Too Large")
+        caption = params.get("caption")
+        if caption is not None and len(str(caption)) > MAX_CAPTION:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        if kind == "photo":
+            if len(data) > PHOTO_LIMIT:
+                raise ApiError(400, "Bad Request: photo is too big")
+            try:
+                with Image.open(io.BytesIO(data)) as picture:
+                    width, height = picture.size
+            except Exception:
+                raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+            if width + height > 10_000 or max(width, height) > 20 * min(width, height):
+                raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+            content: dict[str, Any] = {"photo": [{
+                "file_id": f"photo{len(self.photos) + 1}", "file_unique_id": "p",
+                "width": width, "height": height, "file_size": len(data)}]}
+        else:
+            content = {"document": {"file_id": f"doc{len(self.documents) + 1}",
+                                    "file_unique_id": "d", "file_name": filename,
+                                    "file_size": len(data)}}
+        if caption is not None:
+            content["caption"] = str(caption)
+        message = self._new_message(self._chat(chat_id), self.me, reply_to=_reply_to(params),
+                                    **content)
+        return data, filename, message
+
+    def _api_sendPhoto(self, params: dict[str, Any], files: dict[str, tuple[bytes, str | None]]) -> dict[str, Any]:
+        data, filename, message = self._upload("photo", params, files)
+        self.photos.append(SentVideo(int(params["chat_id"]), message["message_id"], data, params,
+                                     filename))
+        return message
+
+    def _api_sendDocument(self, params: dict[str, Any], files: dict[str, tuple[bytes, str | None]]) -> dict[str, Any]:
+        data, filename, message = self._upload("document", params, files)
+        self.documents.append(SentVideo(int(params["chat_id"]), message["message_id"], data,
+                                        params, filename))
         return message
 
     def _api_sendMediaGroup(self, params: dict[str, Any], files: dict[str, tuple[bytes, str | None]]) -> list[dict[str, Any]]:

@@ -72,10 +72,17 @@ async def test_commands_are_synced_globally_with_descriptions_choices_and_bounds
         assert isinstance(bot.client, TalkiesClient)
         assert not isinstance(bot.client, ShardedTalkiesClient)
         commands = {c["name"]: c for c in fake.commands["global"]}
-        assert set(commands) == {"video", "sound", "credits", "grant", "pool", "cancel", "help",
-                                 "ban", "unban", "banlist", "audit", "stats"}
+        assert set(commands) == {"video", "sound", "image", "credits", "grant", "pool", "cancel",
+                                 "help", "ban", "unban", "banlist", "audit", "stats"}
         assert all(c["description"] for c in commands.values())
-        assert len(bot.synced) == 12
+        assert len(bot.synced) == 13
+
+        image = {o["name"]: o for o in commands["image"]["options"]}
+        assert "2 credits" in commands["image"]["description"]
+        assert image["prompt"]["required"] and image["prompt"]["max_length"] == 600
+        assert [c["value"] for c in image["size"]["choices"]] == [
+            "512x512", "768x768", "1024x1024", "1024x576", "576x1024"]
+        assert not image["size"].get("required") and all(o["description"] for o in image.values())
 
         video = {o["name"]: o for o in commands["video"]["options"]}
         assert video["prompt"]["required"] and video["prompt"]["type"] == 3

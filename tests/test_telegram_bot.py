@@ -116,8 +116,8 @@ async def test_start_sets_the_command_menu_and_signs_up(
 ) -> None:
     assert api.commands is not None
     names = [c["command"] for c in api.commands]
-    assert sorted(names) == sorted(["start", "video", "sound", "credits", "grant", "pool", "cancel",
-                                    "help", "ban", "unban", "banlist", "audit"])
+    assert sorted(names) == sorted(["start", "video", "sound", "image", "credits", "grant", "pool",
+                                    "cancel", "help", "ban", "unban", "banlist", "audit"])
     assert names == [c.command for c in COMMANDS]
 
     reply = await say(api, Chat.private(ALICE), ALICE, "/start")
