@@ -106,6 +106,8 @@ def image(
         help="WIDTHxHEIGHT within the preset's rules (default: the preset's).")] = None,
     max_bytes: Annotated[Optional[int], typer.Option(
         help="Fall back to WebP, then JPEG, until the file fits this size.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Denoising steps instead of the preset's.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
     weights: Annotated[str, typer.Option(
         envvar="TALKIES_WEIGHTS",
@@ -118,7 +120,7 @@ def image(
     from gpu_worker.image_cli import run_image
 
     raise typer.Exit(run_image(prompt, output, preset, seed, size, device, weights, offload,
-                               max_bytes))
+                               max_bytes, steps))
 
 
 @app.command()

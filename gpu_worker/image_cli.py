@@ -14,6 +14,7 @@ SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg
 def run_image(
     prompt: str, output: Path, preset: str, seed: int, size: str | None, device: str | None,
     weights: str = "hub", offload: str = "auto", max_bytes: int | None = None,
+    steps: int | None = None,
 ) -> int:
     """Generate and write one image; returns the process exit code (0 ok, 2 bad input).
 
@@ -23,7 +24,8 @@ def run_image(
     from gpu_worker.image import load_image_model
     from gpu_worker.image_encode import ImageTooLarge
     from gpu_worker.image_job import ImageRequest, check_image_request, make_image
-    from gpu_worker.image_presets import ImageSizeError, UnknownImagePresetError, resolve_image_preset
+    from gpu_worker.image_presets import (ImageSizeError, UnknownImagePresetError, resolve_image_preset,
+                                          with_steps)
     from gpu_worker.hub_cache import WEIGHTS_MODES
     from gpu_worker.pipeline import PipelineError, pick_device
     from gpu_worker.presets import PresetOptionError, parse_size
@@ -42,6 +44,7 @@ def run_image(
         if weights == "random" and not resolved.is_tiny and device != "cuda":
             raise PresetOptionError(f"full-size random weights of {resolved.name!r} need a GPU; "
                                     "on a CPU use --weights shallow")
+        resolved = with_steps(resolved, steps)
         width, height = parse_size(size) if size else (resolved.width, resolved.height)
         request = ImageRequest(prompt, width, height, seed, max_bytes, fmt)
         check_image_request(request, resolved)

@@ -3,8 +3,8 @@
 Like the video presets (:mod:`gpu_worker.presets`), a preset holds what a GPU owner would
 otherwise copy from a model card: the pipeline class, every ``__call__`` argument, dtypes,
 fp8 storage, the size rule (a multiple, a smallest and a largest side).
-``tests/test_image_presets.py`` checks them against the pipelines' real signatures and, where
-a real configuration is stored (``model_configs/image/``), against the VAE and patch size.
+``tests/test_image_presets.py`` checks them against the pipelines' real signatures and against
+the real configurations stored in ``model_configs/image/`` (VAE, latent packing, guidance).
 
 * ``tiny``: a real ``FluxPipeline`` with small random weights, built locally (CPU, tests);
   its images are noise.
@@ -16,6 +16,7 @@ a real configuration is stored (``model_configs/image/``), against the VAE and p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from gpu_worker.presets import PresetOptionError
 from gpu_worker.protocol import UserError
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,15 @@ IMAGE_PRESETS: Mapping[str, ImagePreset] = MappingProxyType({
         summary="Qwen-Image 20B: 50 steps with true CFG (slower; better text and prompt following)",
     ),
 })
+
+
+def with_steps(preset: ImagePreset, steps: int | None) -> ImagePreset:
+    """The preset with another denoising step count (``None``: its own)."""
+    if steps is None or steps == preset.steps:
+        return preset
+    if steps < 1:
+        raise PresetOptionError(f"steps must be at least 1, got {steps}")
+    return dataclasses.replace(preset, steps=steps)
 
 
 def image_preset_names() -> list[str]:

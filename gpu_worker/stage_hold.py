@@ -2,7 +2,8 @@
 
 Tests need a job that is "still running" or "stuck" for as long as they choose, on any machine
 speed. With the variable set to a folder, a worker's pipeline that reaches the start of stage
-``S`` (``plan``, ``video``, ``music``, ``analysis``, ``sound``, ``mix``, ``encode``) while the
+``S`` (``plan``, ``video``, ``music``, ``analysis``, ``sound``, ``mix``, ``encode``; for an image
+``image``, ``image_encode``) while the
 file ``<folder>/S`` exists writes ``<folder>/held-S-<job id>`` and blocks until ``<folder>/S``
 is removed. It blocks like a stuck GPU kernel would: it does not look at the job's cancellation,
 so a job timing out while held shows what a worker does with a pipeline that won't stop.

@@ -36,7 +36,8 @@ RANDOM_MODES = ("random", "shallow")
 STORAGE_DTYPE = torch.bfloat16
 _FORMAT_VERSION = 1  # bump when the files written change for the same configuration
 _TEXT_CONFIGS = {"T5EncoderModel": "T5Config", "UMT5EncoderModel": "UMT5Config",
-                 "CLIPTextModel": "CLIPTextConfig"}
+                 "CLIPTextModel": "CLIPTextConfig",
+                 "Qwen2_5_VLForConditionalGeneration": "Qwen2_5_VLConfig"}
 
 
 @lru_cache(maxsize=None)
@@ -68,8 +69,19 @@ def component_config(spec: dict[str, Any], component: str, weights: str = "rando
     entry = spec["components"][component]
     config = dict(entry.get("config", {}))
     if weights == "shallow":
-        config.update(entry.get("shallow", {}))
+        config = _merged(config, entry.get("shallow", {}))
     return config
+
+
+def _merged(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with ``overrides`` applied; nested sections (e.g. ``text_config``) merge."""
+    merged = dict(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def revision(repo_id: str, weights: str) -> str:
@@ -168,14 +180,17 @@ def _build_scheduler(spec: dict[str, Any]) -> Any:
 
 
 def build_tokenizer(entry: dict[str, Any]) -> Any:
-    """A tokenizer with the real number of ids: T5 (Unigram, ``pieces`` + ``extra_ids``) or
-    CLIP (BPE, ``vocab_size`` ids, the two special tokens last as in CLIP's).
+    """A tokenizer with the real number of ids: T5 (Unigram, ``pieces`` + ``extra_ids``),
+    CLIP (BPE, ``vocab_size`` ids, the two special tokens last as in CLIP's) or Qwen2
+    (byte-level BPE: ``pieces``, then ``special_tokens``).
 
     Its first pieces are the tiny presets' words and characters, so any prompt tokenizes to
     short, real-looking ids; the rest are filler pieces that only fill the vocabulary.
     """
     if entry["class"] == "CLIPTokenizer":
         return _clip_tokenizer(entry)
+    if entry["class"] == "Qwen2Tokenizer":
+        return _qwen2_tokenizer(entry)
     from transformers import T5Tokenizer
 
     from gpu_worker.video import tiny_vocabulary
@@ -198,3 +213,18 @@ def _clip_tokenizer(entry: dict[str, Any]) -> Any:
     pieces += [f"\u27e8{n}\u27e9</w>" for n in range(entry["vocab_size"] - len(pieces) - len(CLIP_SPECIALS))]
     vocab = {piece: i for i, piece in enumerate([*pieces, *CLIP_SPECIALS])}
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=entry["model_max_length"])
+
+
+def _qwen2_tokenizer(entry: dict[str, Any]) -> Any:
+    """Byte-level: the 256 byte symbols first (so any text tokenizes), filler pieces up to
+    ``pieces``, then the special tokens at their real ids, each kept whole."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import Qwen2Tokenizer
+
+    pieces = sorted(ByteLevel.alphabet())
+    pieces += [f"\u27e8{n}\u27e9" for n in range(entry["pieces"] - len(pieces))]
+    specials = entry["special_tokens"]
+    vocab = {piece: i for i, piece in enumerate([*pieces, *specials])}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], model_max_length=entry["model_max_length"])
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    return tokenizer

@@ -67,6 +67,7 @@ def test_an_image_over_max_bytes_is_written_as_webp_or_jpeg(talkies_image, tmp_p
     (["a cat", "--preset", "tiny", "--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
     (["a cat", "--preset", "midjourney"], "unknown image preset 'midjourney'"),
     (["a cat", "--preset", "tiny", "--weights", "real"], "--weights must be one of"),
+    (["a cat", "--preset", "tiny", "--steps", "0"], "steps must be at least 1, got 0"),
 ])
 def test_bad_input_is_refused_clearly_with_exit_code_2(
     talkies_image, tmp_path: Path, args: list[str], needle: str,  # type: ignore[no-untyped-def]

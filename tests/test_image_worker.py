@@ -20,6 +20,7 @@ from PIL import Image
 
 from gpu_worker.protocol import (
     GENERATE_IMAGE,
+    GENERATE_VIDEO,
     QUEUE_NAME,
     create_queue_pool,
     deserialize,
@@ -47,6 +48,10 @@ async def run_job(redis: ArqRedis, job_id: str, **fields: Any) -> tuple[bool, An
                "max_bytes": None, **fields}
     job = await redis.enqueue_job(GENERATE_IMAGE, payload, _job_id=job_id, _queue_name=QUEUE_NAME)
     assert job is not None, f"job id {job_id} was taken already"
+    return await result_of(redis, job_id)
+
+
+async def result_of(redis: ArqRedis, job_id: str) -> tuple[bool, Any]:
     job = Job(job_id, redis, _queue_name=QUEUE_NAME, _deserializer=deserialize)
     deadline = time.monotonic() + SETTLE_S
     while await job.status() != JobStatus.complete:
@@ -112,3 +117,14 @@ async def test_a_bad_request_fails_with_a_code_the_bot_can_render(
     assert not ok
     assert failure["code"] == code
     assert failure_text(failure) == text
+
+
+async def test_one_worker_serves_a_clip_and_an_image_queued_together(redis: ArqRedis, worker: Path) -> None:
+    clip = {"job_id": "mixed-video", "prompt": PROMPT, "seconds": 1.0, "seed": 1, "max_bytes": None}
+    await redis.enqueue_job(GENERATE_VIDEO, clip, _job_id="mixed-video", _queue_name=QUEUE_NAME)
+    ok, image = await run_job(redis, "mixed-image")
+    assert ok and opened(image).size == (64, 48)
+    ok, video = await result_of(redis, "mixed-video")
+    assert ok and video["mp4"][4:8] == b"ftyp" and video["duration_s"] > 0
+    ran = worker.read_text()  # arq's own log lines: the one worker ran both
+    assert "mixed-video:generate_video(" in ran and "mixed-image:generate_image(" in ran
