@@ -88,7 +88,8 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
         lines.append(f"Welcome! You received {signup_grant} free credits to start.")
     held = f" ({view.held} reserved for videos in progress)" if view.held else ""
     afford = f", enough for {view.videos_affordable}" if view.price else ""
-    lines.append(f"**{view.available} credits** available{held}. A video costs {view.price}{afford}.")
+    lines.append(f"**{view.available} credits** available{held}. A video costs {view.price}{afford}; "
+                 f"an image costs {view.image_price}.")
     if view.daily_grant:
         nxt = f"{timestamp(view.next_daily_at, 'f')} ({timestamp(view.next_daily_at)})"
         if view.signed_up_now:

@@ -114,6 +114,7 @@ class CreditsView:
     jobs_in_flight: list[Job] = field(default_factory=list)
     signed_up_now: bool = False
     signed_up_today: bool = False  # today's free credits were the sign-up grant
+    image_price: int = 0
 
     @property
     def videos_affordable(self) -> int:
@@ -537,6 +538,7 @@ class Service:
             available=balance.available,
             held=balance.held,
             price=self.settings.video_price,
+            image_price=self.settings.image_price,
             daily_grant=self.settings.daily_grant,
             daily_granted_today=balance.daily_granted_today,
             next_daily_at=next_utc_midnight(self.db.clock()),

@@ -340,7 +340,8 @@ class TelegramHandlers:
         lines = [
             f"You have {view.available} credits"
             + (f" (+{view.held} held for videos in progress)" if view.held else "") + ".",
-            f"A video costs {view.price} credits: enough for {view.videos_affordable}.",
+            f"A video costs {view.price} credits: enough for {view.videos_affordable}. An image "
+            f"costs {view.image_price}.",
         ]
         if view.signed_up_today:
             lines.append(

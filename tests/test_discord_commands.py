@@ -196,6 +196,7 @@ async def test_credits_shows_balance_daily_grant_and_jobs_in_flight(
         assert callback.body == {"type": 5, "data": {"flags": EPHEMERAL}}
         assert "Welcome! You received 200 free credits" in text
         assert "**200 credits** available" in text and "enough for 10" in text
+        assert "an image costs 2." in text
         assert "your first command each day adds 100 free credits" in text and "<t:" in text
         assert "No videos in progress." in text
 

@@ -140,6 +140,7 @@ async def test_help_credits_unknown_and_non_text(bot: TelegramBot, api: FakeBotA
 
     credits = await say(api, chat, BOB, "/credits")
     assert "You have 200 credits" in credits.text and "enough for 10" in credits.text
+    assert "An image costs 2." in credits.text
 
     unknown = await say(api, chat, BOB, "/frobnicate")
     assert "/help" in unknown.text
