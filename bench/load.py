@@ -45,14 +45,16 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:  # the driver imports it in main(); a child (maybe a baseline's code) needs none
+    from bench.redis_server import RedisServer
 
 PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 PRICE = 20
@@ -104,48 +106,6 @@ async def child(spec: dict[str, Any]) -> None:
 
 
 # -- the driver -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder),
-             "--save", "", "--appendonly", "no", "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while not self.command("PING"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def command(self, *args: str) -> Any:
-        """One command, on a connection of its own (the driver imports none of talkies)."""
-        import redis
-
-        try:
-            client = redis.Redis(port=self.port, decode_responses=True)
-            try:
-                return client.execute_command(*args)
-            finally:
-                client.close()
-        except redis.ConnectionError:
-            return None
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @dataclass
 class Outcome:
     results: list[dict[str, Any]]
@@ -347,6 +307,8 @@ def main() -> None:
     if args.child:
         asyncio.run(child(json.loads(args.child)))
         return
+
+    from bench.redis_server import RedisServer
 
     folder = Path(tempfile.mkdtemp(prefix="talkies-bench-load-"))
     redis = RedisServer(folder)

@@ -31,7 +31,6 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -39,6 +38,7 @@ from typing import Any  # noqa: E402
 
 from arq.worker import func  # noqa: E402
 
+from bench.redis_server import RedisServer  # noqa: E402
 from gpu_worker.protocol import GENERATE_VIDEO  # noqa: E402
 from gpu_worker.worker import WorkerSettings  # noqa: E402
 
@@ -74,38 +74,6 @@ BENCH_WORKER: dict[str, Any] = {
 
 
 # -- the driver ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Redis:
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder),
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 class Workers:
     def __init__(self, redis_url: str, log_dir: Path) -> None:
         self.redis_url = redis_url
@@ -209,7 +177,7 @@ async def run(args: argparse.Namespace) -> None:
     from storage import Database
 
     folder = Path(tempfile.mkdtemp(prefix="talkies-bench-queue-"))
-    server = Redis(folder)
+    server = RedisServer(folder)
     workers = Workers(server.url, folder)
     try:
         settings = load_settings(

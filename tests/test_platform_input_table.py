@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from bot.service import Service
 from bot.telegram_bot import TelegramBot
 from config import Settings
-from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
 from tests.discord_fake import FakeDiscord, InteractionRecord, opt, running_bot
 from tests.telegram_fake import Chat, FakeBotAPI, User
+from tests.test_input_table import _state  # users, ledger, pools, jobs, queue
 
 TOKEN = "123456:TEST-TOKEN"
 BOT_NAME = "talkies_test_bot"  # the fake's getMe username
@@ -110,14 +110,6 @@ ROWS: list[Row] = [
     refused(GROUP, "/ban 1002 spam", "admin"),
     refused(PRIVATE, "/audit", "operator"),
 ]
-
-
-async def _state(db: Database, queue: ArqRedis) -> tuple[Any, ...]:
-    counts = []
-    for table in ("users", "ledger", "pool_ledger", "jobs"):
-        row = await (await db.conn.execute(f"SELECT COUNT(*) FROM {table}")).fetchone()
-        counts.append(row[0])
-    return (*counts, await queue.zcard(QUEUE_NAME))
 
 
 async def _prompts(db: Database) -> list[str]:
