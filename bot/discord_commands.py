@@ -21,7 +21,9 @@ from bot.delivery import Progress
 from bot.discord_frontend import clip, delivery_info
 from bot.discord_image import register_image_command
 from bot.discord_sound import register_sound_command
-from bot.service import MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, UserFacingError, size_text
+from bot.service import (
+    MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, Service, UserFacingError, VideoAccepted, size_text,
+)
 
 if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
@@ -50,6 +52,15 @@ def actor_of(interaction: discord.Interaction) -> Actor:
         is_server_admin=bool(interaction.guild_id)
         and (permissions.manage_guild or permissions.administrator),
     )
+
+
+async def show_queued(bot: "DiscordBot", service: Service, accepted: VideoAccepted) -> None:
+    """Hand an accepted job to the watcher, then show its place in the queue."""
+    bot.follow(accepted.job_id)  # from here on the watcher owns the job
+    job = await service.jobs.get(accepted.job_id)
+    if job is not None:
+        queued = Progress(job.id, "queued", queue_position=accepted.queue_position)
+        await bot.frontend.show_progress(job, queued)
 
 
 async def defer(interaction: discord.Interaction, *, ephemeral: bool) -> None:
@@ -180,11 +191,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
             actor_of(interaction), prompt, seconds=seconds, seed=seed, delivery=delivery,
             max_bytes=delivery["attachment_size_limit"],
         )
-        bot.follow(accepted.job_id)  # from here on the watcher owns the job
-        job = await service.jobs.get(accepted.job_id)
-        if job is not None:
-            queued = Progress(job.id, "queued", queue_position=accepted.queue_position)
-            await bot.frontend.show_progress(job, queued)
+        await show_queued(bot, service, accepted)
 
     if seconds_choices:
         video = app_commands.choices(seconds=seconds_choices)(video)

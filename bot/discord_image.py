@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Optional
 import discord
 from discord import app_commands
 
-from bot.delivery import Progress
 from bot.discord_frontend import delivery_info
 from bot.service import MAX_SEED, size_text
 
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 def register_image_command(tree: app_commands.CommandTree, bot: "DiscordBot") -> None:
     settings = bot.settings
     service = bot.service
-    from bot.discord_commands import actor_of, defer
+    from bot.discord_commands import actor_of, defer, show_queued
 
     sizes = [size_text(size) for size in settings.image_sizes]
 
@@ -46,11 +45,7 @@ def register_image_command(tree: app_commands.CommandTree, bot: "DiscordBot") ->
             actor_of(interaction), prompt, size=size, seed=seed, delivery=delivery,
             max_bytes=delivery["attachment_size_limit"],
         )
-        bot.follow(accepted.job_id)  # from here on the watcher owns the job
-        job = await service.jobs.get(accepted.job_id)
-        if job is not None:
-            queued = Progress(job.id, "queued", queue_position=accepted.queue_position)
-            await bot.frontend.show_progress(job, queued)
+        await show_queued(bot, service, accepted)
 
     tree.add_command(app_commands.Command(
         name="image", description=f"Make a picture from a prompt ({settings.image_price} "

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Optional
 import discord
 from discord import app_commands
 
-from bot.delivery import Progress
 from bot.discord_frontend import delivery_info
 from bot.service import UserFacingError
 from bot.sound_uploads import NOT_CHARGED, size_refusal, upload_limit
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 def register_sound_command(tree: app_commands.CommandTree, bot: "DiscordBot") -> None:
     settings = bot.settings
     service = bot.service
-    from bot.discord_commands import actor_of, defer
+    from bot.discord_commands import actor_of, defer, show_queued
 
     @app_commands.describe(
         video=f"Your video: MP4, MOV, MKV or WebM, up to {upload_limit(settings) / 1e6:.0f} MB "
@@ -50,11 +49,7 @@ def register_sound_command(tree: app_commands.CommandTree, bot: "DiscordBot") ->
             actor_of(interaction), data, prompt, delivery=delivery,
             max_bytes=delivery["attachment_size_limit"],
         )
-        bot.follow(accepted.job_id)  # from here on the watcher owns the job
-        job = await service.jobs.get(accepted.job_id)
-        if job is not None:
-            queued = Progress(job.id, "queued", queue_position=accepted.queue_position)
-            await bot.frontend.show_progress(job, queued)
+        await show_queued(bot, service, accepted)
 
     tree.add_command(app_commands.Command(
         name="sound", description=f"Give your own video music, ambience and sound effects timed "
