@@ -89,6 +89,26 @@ async def test_sound_command_without_a_video_explains_itself(api: FakeBotAPI, se
     assert await job_rows(service) == []
 
 
+# Before the end-to-end section on purpose: the module's worker starts with the first test
+# that asks for it and then takes every job queued, so a test that expects its job to stay
+# queued runs before it.
+async def test_in_groups_only_videos_captioned_sound_are_taken(
+    api: FakeBotAPI, service: Service, tmp_path: Path,
+) -> None:
+    data = sound_inputs.good_clip(tmp_path).read_bytes()
+    async with make_bot(service, api):
+        ignored = api.push_content(GROUP, ALICE, video=video_field(api, data), caption="holiday!")
+        taken = api.push_content(GROUP, ALICE, video=video_field(api, data),
+                                 caption="/sound rain on a tin roof")
+        status = await api.wait_reply(GROUP.id, taken["message_id"])
+        await api.wait_for(lambda: status.text.startswith("Queued"))
+    assert api.replies_to(GROUP.id, ignored["message_id"]) == []
+    [(job_id, kind, state)] = await job_rows(service)
+    job = await service.jobs.get(job_id)
+    assert job is not None and (kind, state, job.prompt) == ("sound", "queued", "rain on a tin roof")
+    assert await ledger_rows(service) == [("reserve", -service.settings.sound_price)]
+
+
 # -- end to end through the queue and a real worker ---------------------------------------------
 @pytest.fixture
 async def running_worker(worker: Path, redis_url: str, stage_holds: StageHolds) -> AsyncIterator[Path]:
@@ -154,20 +174,3 @@ async def test_truncated_upload_fails_on_the_worker_and_is_refunded(
     price = service.settings.sound_price
     assert await ledger_rows(service) == [("reserve", -price), ("refund", price)]
     assert await available(service, ALICE) == service.settings.signup_grant
-
-
-async def test_in_groups_only_videos_captioned_sound_are_taken(
-    api: FakeBotAPI, service: Service, tmp_path: Path,
-) -> None:
-    data = sound_inputs.good_clip(tmp_path).read_bytes()
-    async with make_bot(service, api):
-        ignored = api.push_content(GROUP, ALICE, video=video_field(api, data), caption="holiday!")
-        taken = api.push_content(GROUP, ALICE, video=video_field(api, data),
-                                 caption="/sound rain on a tin roof")
-        status = await api.wait_reply(GROUP.id, taken["message_id"])
-        await api.wait_for(lambda: status.text.startswith("Queued"))
-    assert api.replies_to(GROUP.id, ignored["message_id"]) == []
-    [(job_id, kind, state)] = await job_rows(service)
-    job = await service.jobs.get(job_id)
-    assert job is not None and (kind, state, job.prompt) == ("sound", "queued", "rain on a tin roof")
-    assert await ledger_rows(service) == [("reserve", -service.settings.sound_price)]
