@@ -9,14 +9,21 @@ loaded by the same ``from_pretrained`` / ``get_pretrained`` calls as real weight
 + music + ambience + SFX + mix + mux, checked with ffprobe. To keep the suite quick each run
 makes the preset's shortest clip at a small size its rules allow, with 2 denoising steps
 where the preset's schedule is not fixed (the distilled one runs its 8 timesteps).
+
+Disk: all the shallow builds together take about 11 GB (each keeps its real vocabularies,
+e.g. umT5's 256k x 4096 embedding), more than a CI machine may have free. So each test removes
+its own video or image repository when it ends (:func:`shallow_repo`); only the audio
+repositories, about 1.6 GB shared by every run, stay in pytest's cache between runs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from PIL import Image
@@ -41,14 +48,32 @@ def shallow_cache(request: pytest.FixtureRequest) -> Path:
     return Path(request.config.cache.mkdir("talkies-shallow-models"))
 
 
+@pytest.fixture
+def shallow_repo(shallow_cache: Path) -> Iterator[Callable[[str], Path]]:
+    """``shallow_repo(repo_id)`` is that repository's folder in the private cache; every folder
+    asked for is removed when the test ends, pass or fail, so the builds never pile up."""
+    home = hub_cache.private_home(shallow_cache, "shallow")
+    asked: list[Path] = []
+
+    def folder(repo_id: str) -> Path:
+        asked.append(hub_cache.repo_folder(home, repo_id))
+        return asked[-1]
+
+    yield folder
+    for path in asked:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def test_every_real_preset_has_a_shallow_run() -> None:
     assert set(SHALLOW_RUNS) == {name for name, preset in PRESETS.items() if not preset.is_tiny}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHALLOW_RUNS))
-def test_shallow_preset_writes_a_valid_mp4(name: str, shallow_cache: Path, tmp_path: Path) -> None:
+def test_shallow_preset_writes_a_valid_mp4(name: str, shallow_cache: Path, shallow_repo: Callable[[str], Path],
+                                           tmp_path: Path) -> None:
     preset = PRESETS[name]
+    repo = shallow_repo(preset.video_repo)
     size, extra = SHALLOW_RUNS[name]
     seconds = preset.min_seconds
     output = tmp_path / f"{name}.mp4"
@@ -73,8 +98,7 @@ def test_shallow_preset_writes_a_valid_mp4(name: str, shallow_cache: Path, tmp_p
     assert float(info["format"]["duration"]) == pytest.approx(frame_count(preset, seconds) / preset.fps, abs=0.1)
 
     # Loaded by its real repo id from the private cache, not from some local folder.
-    home = hub_cache.private_home(shallow_cache, "shallow")
-    assert (hub_cache.repo_folder(home, preset.video_repo) / "refs" / "main").is_file()
+    assert (repo / "refs" / "main").is_file()
 
 
 def test_cli_refuses_a_size_outside_the_rules(tmp_path: Path, shallow_cache: Path) -> None:
@@ -113,8 +137,10 @@ def test_every_stored_image_preset_has_a_shallow_run() -> None:
         name in HEAVY and not RUN_HEAVY, reason="heavy (about 10 GB of RAM): TALKIES_TEST_HEAVY=1"))
     for name in SHALLOW_IMAGE_RUNS
 ])
-def test_shallow_image_preset_writes_a_valid_png(name: str, shallow_cache: Path, tmp_path: Path) -> None:
+def test_shallow_image_preset_writes_a_valid_png(name: str, shallow_cache: Path,
+                                                shallow_repo: Callable[[str], Path], tmp_path: Path) -> None:
     preset = IMAGE_PRESETS[name]
+    repo = shallow_repo(preset.repo)
     side = preset.min_side
     output = tmp_path / f"{name}.png"
     env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1",
@@ -130,5 +156,4 @@ def test_shallow_image_preset_writes_a_valid_png(name: str, shallow_cache: Path,
     with Image.open(output) as image:
         image.load()
         assert (image.format, image.size) == ("PNG", (side, side))
-    home = hub_cache.private_home(shallow_cache, "shallow")
-    assert (hub_cache.repo_folder(home, preset.repo) / "refs" / "main").is_file()
+    assert (repo / "refs" / "main").is_file()
