@@ -24,11 +24,10 @@ def run_image(
     from gpu_worker.image import load_image_model
     from gpu_worker.image_encode import ImageTooLarge
     from gpu_worker.image_job import ImageRequest, check_image_request, make_image
-    from gpu_worker.image_presets import (ImageSizeError, UnknownImagePresetError, resolve_image_preset,
-                                          with_steps)
+    from gpu_worker.image_presets import ImageSizeError, resolve_image_preset, with_steps
     from gpu_worker.hub_cache import WEIGHTS_MODES
     from gpu_worker.pipeline import PipelineError, pick_device
-    from gpu_worker.presets import PresetOptionError, parse_size
+    from gpu_worker.presets import PresetOptionError, UnknownPresetError, parse_size
 
     device = pick_device(device)
     try:
@@ -48,7 +47,7 @@ def run_image(
         width, height = parse_size(size) if size else (resolved.width, resolved.height)
         request = ImageRequest(prompt, width, height, seed, max_bytes, fmt)
         check_image_request(request, resolved)
-    except (PipelineError, ImageSizeError, UnknownImagePresetError, PresetOptionError) as exc:
+    except (PipelineError, ImageSizeError, UnknownPresetError, PresetOptionError) as exc:
         console.print(f"[red]error:[/red] {getattr(exc, 'user_message', exc)}")
         return 2
 

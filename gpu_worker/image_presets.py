@@ -17,20 +17,15 @@ the real configurations stored in ``model_configs/image/`` (VAE, latent packing,
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
 import torch
 
-from gpu_worker.presets import PresetOptionError
+from gpu_worker.presets import AUTO, TINY, PresetOptionError, pick_preset
 from gpu_worker.protocol import UserError
 
-log = logging.getLogger(__name__)
-
-TINY = "tiny"
-AUTO = "auto"
 DEFAULT_GPU_IMAGE_PRESET = "flux-schnell"
 
 
@@ -82,10 +77,6 @@ class ImageSizeError(UserError):
     """A width or height the image preset can't make; the bot renders code ``bad_size``."""
 
     code = "bad_size"
-
-
-class UnknownImagePresetError(ValueError):
-    """A name that is neither ``auto`` nor in :data:`IMAGE_PRESETS`."""
 
 
 def check_image_size(preset: ImagePreset, width: int, height: int) -> None:
@@ -146,14 +137,5 @@ def image_preset_names() -> list[str]:
 def resolve_image_preset(name: str, device: str | torch.device) -> ImagePreset:
     """The preset called ``name``; ``auto`` is :data:`DEFAULT_GPU_IMAGE_PRESET` on CUDA and
     ``tiny`` elsewhere (with a warning: its images are noise)."""
-    key = name.strip().lower()
-    if key == AUTO:
-        if torch.device(device).type == "cuda":
-            return IMAGE_PRESETS[DEFAULT_GPU_IMAGE_PRESET]
-        log.warning("image preset 'auto' on %s: using 'tiny' — random weights, the images will "
-                    "be noise. Use a CUDA GPU for real output.", device)
-        return IMAGE_PRESETS[TINY]
-    if key not in IMAGE_PRESETS:
-        raise UnknownImagePresetError(
-            f"unknown image preset {name!r}; valid presets: {', '.join(image_preset_names())}")
-    return IMAGE_PRESETS[key]
+    return pick_preset(name, device, IMAGE_PRESETS, DEFAULT_GPU_IMAGE_PRESET, kind="image",
+                       output="random weights, the images")

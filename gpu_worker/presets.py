@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 import torch
 
@@ -201,7 +201,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
 
 
 class UnknownPresetError(ValueError):
-    """Raised for a preset name that is neither ``auto`` nor in :data:`PRESETS`."""
+    """Raised for a preset name that is neither ``auto`` nor in its table (video or image)."""
 
 
 def preset_names() -> list[str]:
@@ -214,17 +214,29 @@ def resolve_preset(name: str, device: str | torch.device) -> Preset:
     ``auto`` gives :data:`DEFAULT_GPU_PRESET` on CUDA and ``tiny`` elsewhere,
     with a warning: tiny models have random weights and make noise.
     """
+    return pick_preset(name, device, PRESETS, DEFAULT_GPU_PRESET, kind="model",
+                       output="random-weight models, the video and audio")
+
+
+PresetT = TypeVar("PresetT")
+
+
+def pick_preset(name: str, device: str | torch.device, table: Mapping[str, PresetT],
+                gpu_default: str, *, kind: str, output: str) -> PresetT:
+    """``table[name]`` for any preset table (video here, image in :mod:`gpu_worker.image_presets`);
+    ``auto`` is ``gpu_default`` on CUDA and ``tiny`` elsewhere, warning that ``output`` will be
+    noise. An unknown name raises :class:`UnknownPresetError` listing the valid ones."""
     key = name.strip().lower()
     if key == AUTO:
         if torch.device(device).type == "cuda":
-            return PRESETS[DEFAULT_GPU_PRESET]
-        log.warning("preset 'auto' on %s: using 'tiny' — random-weight models, the video and "
-                    "audio will be noise. Use a CUDA GPU for real output.", device)
-        return PRESETS[TINY]
-    if key not in PRESETS:
+            return table[gpu_default]
+        log.warning("%s preset 'auto' on %s: using 'tiny' — %s will be noise. Use a CUDA GPU "
+                    "for real output.", kind, device, output)
+        return table[TINY]
+    if key not in table:
         raise UnknownPresetError(
-            f"unknown model preset {name!r}; valid presets: {', '.join(preset_names())}")
-    return PRESETS[key]
+            f"unknown {kind} preset {name!r}; valid presets: {', '.join([AUTO, *table])}")
+    return table[key]
 
 
 def parse_size(text: str) -> tuple[int, int]:

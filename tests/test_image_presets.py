@@ -25,10 +25,10 @@ from gpu_worker.image_presets import (
     DEFAULT_GPU_IMAGE_PRESET,
     IMAGE_PRESETS,
     ImageSizeError,
-    UnknownImagePresetError,
     check_image_size,
     resolve_image_preset,
 )
+from gpu_worker.presets import UnknownPresetError
 from gpu_worker.protocol import failure_text
 
 REAL = [name for name, preset in IMAGE_PRESETS.items() if not preset.is_tiny]
@@ -124,7 +124,7 @@ def test_auto_is_the_fast_preset_on_cuda_and_tiny_elsewhere() -> None:
     assert resolve_image_preset("auto", "cuda").name == DEFAULT_GPU_IMAGE_PRESET
     assert resolve_image_preset("AUTO", "cpu").name == "tiny"
     assert resolve_image_preset(" qwen-image ", "cpu").name == "qwen-image"
-    with pytest.raises(UnknownImagePresetError, match="valid presets: auto, tiny"):
+    with pytest.raises(UnknownPresetError, match="valid presets: auto, tiny"):
         resolve_image_preset("dall-e", "cpu")
 
 
