@@ -447,7 +447,7 @@ class Service:
                 max_per_server=self.settings.max_jobs_per_server,
             )
         except InsufficientCredits as exc:
-            message = await self._no_credits_message(exc, actor, account.signup_withheld)
+            message = await self._no_credits_message(exc, actor, account.signup_withheld, kind)
             raise UserFacingError("no_credits", reword(message, kind)) from None
         except TooManyJobs as exc:
             message = self._too_many_jobs_message(exc, self.place_word(actor))
@@ -495,39 +495,44 @@ class Service:
         return f", or ask a {place} admin for a grant" if full else f"a {place} admin can grant you some"
 
     async def _no_credits_message(
-        self, exc: InsufficientCredits, actor: Actor, withheld: str | None = None
+        self, exc: InsufficientCredits, actor: Actor, withheld: str | None = None,
+        kind: str = "video",
     ) -> str:
+        """Says "A video costs", "A soundtrack costs" (/sound) or, once reworded, "An image"."""
         reset = next_utc_midnight(self.db.clock())
+        what = "A soundtrack" if kind == "sound" else "A video"
         if withheld == "account_too_new":
             days = self.settings.discord_min_account_age_days
             hint = await self._grant_hint(actor, full=False)
             return (
-                f"A video costs {exc.needed} credits and you have {exc.available}. Free "
+                f"{what} costs {exc.needed} credits and you have {exc.available}. Free "
                 f"credits start once your Discord account is {days:g} days old"
                 f"{'; until then ' + hint if hint else ''}. You were not charged."
             )
         if withheld == "signups_paused":
             return (
-                f"A video costs {exc.needed} credits and you have {exc.available}. So many new "
+                f"{what} costs {exc.needed} credits and you have {exc.available}. So many new "
                 "users joined in the last hour that sign-up credits are paused for a while: "
                 "please try again later (existing users are not affected). You were not "
                 "charged."
             )
         return (
-            f"A video costs {exc.needed} credits and you have {exc.available} available. "
+            f"{what} costs {exc.needed} credits and you have {exc.available} available. "
             f"You get {self.settings.daily_grant} free credits with your first command each "
             f"UTC day (next after {reset:%H:%M} UTC){await self._grant_hint(actor)}."
         )
 
     @staticmethod
     def _too_many_jobs_message(exc: TooManyJobs, place: str = "server") -> str:
+        """The limit counts every kind (videos, soundtracks, images), so the text says requests."""
+        requests = f"{exc.in_flight} request{'' if exc.in_flight == 1 else 's'}"
         if exc.scope == "user":
             return (
-                f"You already have {exc.in_flight} videos in progress (the limit is "
+                f"You already have {requests} in progress (the limit is "
                 f"{exc.limit}). Wait for one to finish, then try again; you were not charged."
             )
         return (
-            f"This {place} already has {exc.in_flight} videos in progress (the limit is "
+            f"This {place} already has {requests} in progress (the limit is "
             f"{exc.limit}). Please try again in a few minutes; you were not charged."
         )
 

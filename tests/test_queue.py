@@ -627,7 +627,7 @@ async def test_the_per_user_limit_refuses_clearly_without_charging(
         await request(service, ALICE)
     assert refused.value.code == "too_many_jobs"
     assert refused.value.user_message == (
-        "You already have 2 videos in progress (the limit is 2). Wait for one to finish, "
+        "You already have 2 requests in progress (the limit is 2). Wait for one to finish, "
         "then try again; you were not charged."
     )
     assert await balance(service, ALICE) == (160, 40)  # only the two accepted ones are held

@@ -274,3 +274,25 @@ async def test_a_burst_of_sign_ups_pauses_only_new_sign_up_grants(
         assert (await service.request_video(first, "again")).available_after == 160  # unaffected
         clock.advance(minutes=61)
         assert (await service.request_video(third, "three")).signed_up_now
+
+
+async def test_a_short_balance_for_sound_and_too_many_requests_are_said_in_their_own_words(
+    tmp_path: Path, clock: Clock, queue: ArqRedis,
+) -> None:
+    """/sound's refusal names a soundtrack (not "a video"), and the in-flight limit counts
+    every kind of request, so its text says requests."""
+    from tests.sound_inputs import good_clip
+
+    settings = Settings(_env_file=None, sound_price=500, max_jobs_per_user=1)
+    video = good_clip(tmp_path).read_bytes()
+    async with Database(tmp_path / "t.sqlite3", clock=clock) as db:
+        service = Service(settings, db, queue)
+        with pytest.raises(UserFacingError) as err:
+            await service.request_sound(ALICE, video, "waves", max_bytes=10_000_000)
+        assert err.value.code == "no_credits"
+        assert err.value.user_message.startswith("A soundtrack costs 500 credits and you have 200")
+        await service.request_video(ALICE, "a calm sea")
+        with pytest.raises(UserFacingError) as err:
+            await service.request_image(ALICE, "a calm sea")
+        assert err.value.code == "too_many_jobs"
+        assert err.value.user_message.startswith("You already have 1 request in progress (the limit is 1)")
