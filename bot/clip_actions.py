@@ -7,6 +7,8 @@
 * **Stems**: the clip's music, ambience and SFX as three M4A files; no charge.
 * **Animate** (under an ``/image``): a ``/video`` job from the image's prompt at the video
   price. The picture itself does not condition the video (text to video only).
+* With ``TALKIES_IMAGE_PRESET=off`` no image Re-roll is offered (an old one is refused by
+  :meth:`Service.request_image`, uncharged).
 
 Only the person who asked for the clip may press its buttons. A clip past
 ``TALKIES_CLIP_TTL_S`` (or dropped from the bounded store) says so instead of failing.
@@ -64,8 +66,9 @@ def buttons_for(job: Job, service: Service) -> list[Button]:
     """The buttons under ``job``'s delivered clip (Re-roll only where there is a prompt to
     roll again: a ``/sound`` clip's picture is the user's own)."""
     s = service.settings
-    if job.kind == "image":
-        return [Button(f"Re-roll ({s.image_price})", button_data(REROLL, job.id)),
+    if job.kind == "image":  # with /image off (a worker that still made one), Animate only
+        reroll = [Button(f"Re-roll ({s.image_price})", button_data(REROLL, job.id))]
+        return [*(reroll if s.images_enabled else []),
                 Button(f"Animate ({s.video_price})", button_data(ANIMATE, job.id))]
     buttons = []
     if job.kind == "video":

@@ -24,6 +24,7 @@ from bot.discord_sound import register_sound_command
 from bot.service import (
     MAX_REASON_CHARS, MAX_SEED, Actor, CreditsView, Service, UserFacingError, VideoAccepted, size_text,
 )
+from config.settings import Settings
 
 if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
@@ -99,8 +100,9 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
         lines.append(f"Welcome! You received {signup_grant} free credits to start.")
     held = f" ({view.held} reserved for videos in progress)" if view.held else ""
     afford = f", enough for {view.videos_affordable}" if view.price else ""
-    lines.append(f"**{view.available} credits** available{held}. A video costs {view.price}{afford}; "
-                 f"an image costs {view.image_price}.")
+    image = f"; an image costs {view.image_price}" if view.image_price is not None else ""
+    lines.append(f"**{view.available} credits** available{held}. A video costs {view.price}{afford}"
+                 f"{image}.")
     if view.daily_grant:
         nxt = f"{timestamp(view.next_daily_at, 'f')} ({timestamp(view.next_daily_at)})"
         if view.signed_up_now:
@@ -143,10 +145,7 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         f"\u2022 `/sound video:<file> [prompt]` \u2014 music, ambience and sound effects timed to "
         f"your own video ({s.sound_price} credits). Under every clip: Re-roll, New audio "
         f"({s.new_audio_price} credits) and Stems.\n"
-        f"\u2022 `/image prompt:<text> [size] [seed]` \u2014 a picture from a prompt "
-        f"({s.image_price} credits; sizes {', '.join(size_text(x) for x in s.image_sizes)}). "
-        f"Under it: Re-roll and Animate (a /video from the same prompt, {s.video_price} "
-        "credits).\n"
+        + image_help(s) +
         "\u2022 `/credits` \u2014 your balance, today's free credits and videos in progress.\n"
         "\u2022 `/cancel` \u2014 cancel your newest video that hasn't started yet (refunded).\n"
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
@@ -156,6 +155,18 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         "prompts, bans in this server, and what was granted, banned or refunded here.\n"
         f"New users get {s.signup_grant} credits, and everyone gets {s.daily_grant} free credits "
         "with their first command each UTC day. Failed videos are never charged."
+    )
+
+
+def image_help(s: Settings) -> str:
+    """/help's /image line ("" when /image is off on this bot)."""
+    if not s.images_enabled:
+        return ""
+    return (
+        f"\u2022 `/image prompt:<text> [size] [seed]` \u2014 a picture from a prompt "
+        f"({s.image_price} credits; sizes {', '.join(size_text(x) for x in s.image_sizes)}). "
+        f"Under it: Re-roll and Animate (a /video from the same prompt, {s.video_price} "
+        "credits).\n"
     )
 
 
@@ -169,7 +180,8 @@ def seconds_option(min_s: float, max_s: float) -> tuple[Any, list[app_commands.C
 
 
 def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None:
-    """Add /video, /sound, /image, /credits, /grant, /pool, /cancel and /help to ``tree``."""
+    """Add /video, /sound, /image (unless off), /credits, /grant, /pool, /cancel and /help to
+    ``tree``."""
     settings = bot.settings
     service = bot.service
     seconds_type, seconds_choices = seconds_option(settings.min_clip_seconds, settings.max_clip_seconds)
@@ -200,7 +212,8 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
         f"({settings.video_price} credits)", callback=video,
     ))
     register_sound_command(tree, bot)
-    register_image_command(tree, bot)
+    if settings.images_enabled:  # TALKIES_IMAGE_PRESET=off: not even listed in the client
+        register_image_command(tree, bot)
 
     @tree.command(name="credits", description="Your credits, today's free credits and videos in progress")
     async def credits(interaction: discord.Interaction) -> None:

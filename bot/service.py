@@ -56,7 +56,7 @@ ErrorCode = Literal[
     "bad_prompt", "bad_length", "bad_seed", "no_credits", "too_many_jobs", "queue_down",
     "not_allowed", "bad_amount", "bad_reason", "pool_exhausted", "no_server", "unknown_job",
     "not_cancellable", "bad_request", "banned", "banned_prompt", "not_here", "bad_term",
-    "unknown_rule", "bad_video", "bad_size",
+    "unknown_rule", "bad_video", "bad_size", "images_off",
 ]
 
 
@@ -114,7 +114,7 @@ class CreditsView:
     jobs_in_flight: list[Job] = field(default_factory=list)
     signed_up_now: bool = False
     signed_up_today: bool = False  # today's free credits were the sign-up grant
-    image_price: int = 0
+    image_price: int | None = None  # None: /image is off on this bot (TALKIES_IMAGE_PRESET=off)
 
     @property
     def videos_affordable(self) -> int:
@@ -361,6 +361,7 @@ class Service:
         """``/image``: one picture from a prompt at one of the offered sizes, for
         TALKIES_IMAGE_PRICE; ``max_bytes`` is the platform's photo limit (the worker fits the
         picture under it). A refusal charges nothing and queues nothing."""
+        self.check_images_on()
         await self.admit(actor)
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         await self.check_prompt(actor, text)
@@ -369,6 +370,12 @@ class Service:
             actor, "image", text, {"width": width, "height": height},
             cost=self.settings.image_price, seed=seed, delivery=delivery, max_bytes=max_bytes,
         )
+
+    def check_images_on(self) -> None:
+        """Refuse ``/image`` on a bot with TALKIES_IMAGE_PRESET=off (nothing is charged)."""
+        if not self.settings.images_enabled:
+            raise UserFacingError(
+                "images_off", "Images are turned off on this bot. You were not charged.")
 
     async def request_sound(
         self,
@@ -543,7 +550,7 @@ class Service:
             available=balance.available,
             held=balance.held,
             price=self.settings.video_price,
-            image_price=self.settings.image_price,
+            image_price=self.settings.image_price if self.settings.images_enabled else None,
             daily_grant=self.settings.daily_grant,
             daily_granted_today=balance.daily_granted_today,
             next_daily_at=next_utc_midnight(self.db.clock()),

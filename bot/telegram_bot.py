@@ -86,6 +86,23 @@ USAGE_GRANT = (
 USAGE_POOL = "Usage: /pool to see this group's pool; operators: /pool fund <amount> <reason>."
 
 
+def menu_commands(settings: Settings) -> list[BotCommand]:
+    """The command menu; /image only when it is on (TALKIES_IMAGE_PRESET is not off)."""
+    return [c for c in COMMANDS if c.command != "image" or settings.images_enabled]
+
+
+def image_help(settings: Settings) -> str:
+    """/help's /image line ("" when /image is off on this bot)."""
+    if not settings.images_enabled:
+        return ""
+    return (
+        f"/image [WxH] <prompt> \u2013 a picture ({settings.image_price} credits; sizes "
+        f"{', '.join(size_text(s) for s in settings.image_sizes)}); in a private chat a "
+        "message starting with image: works too. Under it: Re-roll, and Animate (a video from "
+        f"the same prompt, {settings.video_price} credits)\n"
+    )
+
+
 def help_text(settings: Settings, lengths: ClipLengths) -> str:
     return (
         "I turn a prompt into a short video with music, ambience and sound effects.\n\n"
@@ -99,10 +116,7 @@ def help_text(settings: Settings, lengths: ClipLengths) -> str:
         "/video <prompt> \u2013 make a video\n"
         f"Send me a video (or reply /sound <prompt> to one) \u2013 I give it music, ambience "
         f"and sound effects timed to the picture ({settings.sound_price} credits)\n"
-        f"/image [WxH] <prompt> \u2013 a picture ({settings.image_price} credits; sizes "
-        f"{', '.join(size_text(s) for s in settings.image_sizes)}); in a private chat a "
-        "message starting with image: works too. Under it: Re-roll, and Animate (a video from "
-        f"the same prompt, {settings.video_price} credits)\n"
+        + image_help(settings) +
         "/credits \u2013 your balance\n"
         "/cancel \u2013 cancel your queued video\n"
         "/grant \u2013 give credits (operators; group admins from the group's pool)\n"
@@ -340,8 +354,8 @@ class TelegramHandlers:
         lines = [
             f"You have {view.available} credits"
             + (f" (+{view.held} held for videos in progress)" if view.held else "") + ".",
-            f"A video costs {view.price} credits: enough for {view.videos_affordable}. An image "
-            f"costs {view.image_price}.",
+            f"A video costs {view.price} credits: enough for {view.videos_affordable}."
+            + (f" An image costs {view.image_price}." if view.image_price is not None else ""),
         ]
         if view.signed_up_today:
             lines.append(
@@ -541,7 +555,7 @@ class TelegramBot:
         if self.service.queue is None:
             raise RuntimeError("the Telegram bot needs the job queue (Redis)")
         await self.app.initialize()
-        await self.app.bot.set_my_commands(COMMANDS)
+        await self.app.bot.set_my_commands(menu_commands(self.handlers.settings))
         self.watcher = JobWatcher(self.service, self.frontend, **self.watcher_options)
         self.handlers.watcher = self.watcher
         await self.app.start()

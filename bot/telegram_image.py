@@ -7,6 +7,9 @@
 The bot replies at once (the status message); the service checks the prompt and size and
 reserves the image price; the job is followed like ``/video`` and the picture arrives as a
 photo (a document when it is over Telegram's photo limits) with Re-roll / Animate buttons.
+
+With ``TALKIES_IMAGE_PRESET=off`` the handlers stay, so whoever still types ``/image`` (it is
+not in the command menu then) gets the service's clear refusal instead of "unknown command".
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class TelegramImageHandlers:
     async def request(self, update: Update, text: str) -> None:
         message = update.effective_message
         assert message is not None
+        self.h.service.check_images_on()  # off: the service's refusal, not the usage
         size, prompt = split_size(text)
         if not prompt:
             await self.h.reply(message, self.usage())

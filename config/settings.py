@@ -21,6 +21,12 @@ Platform = Literal["discord", "telegram"]
 IdList = Annotated[frozenset[str], NoDecode]
 IMAGE_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[x\u00d7X]\s*([0-9]{1,5})\s*")
 MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 64, 4096
+IMAGES_OFF = "off"  # TALKIES_IMAGE_PRESET=off: no image model, no /image
+
+
+def images_off(image_preset: str) -> bool:
+    """Whether an image preset name (any case) turns ``/image`` off."""
+    return image_preset.strip().lower() == IMAGES_OFF
 
 
 class ConfigError(RuntimeError):
@@ -112,7 +118,8 @@ class Settings(BaseSettings):
 
     # Models
     model_preset: str = "auto"
-    # The worker's still-image preset (/image): auto is flux-schnell on CUDA, tiny elsewhere.
+    # The worker's still-image preset (/image): auto is flux-schnell on CUDA, tiny elsewhere;
+    # off: no image model on the workers and no /image on the bots (see images_enabled).
     image_preset: str = "auto"
     # hub: real weights from the Hugging Face cache; random / shallow: random weights built from
     # the real configurations (full size / one block per stack) under the real repo ids.
@@ -188,6 +195,12 @@ class Settings(BaseSettings):
             return tuple(pairs)
         return value
 
+    @field_validator("image_preset")
+    @classmethod
+    def _image_preset_off(cls, value: str) -> str:
+        """``OFF``, `` Off `` and the like all read as ``off``."""
+        return IMAGES_OFF if images_off(value) else value
+
     @field_validator("telegram_api_url")
     @classmethod
     def _check_telegram_api_url(cls, value: str | None) -> str | None:
@@ -215,6 +228,12 @@ class Settings(BaseSettings):
                 "TALKIES_DEFAULT_CLIP_SECONDS <= TALKIES_MAX_CLIP_SECONDS"
             )
         return self
+
+    @property
+    def images_enabled(self) -> bool:
+        """False when TALKIES_IMAGE_PRESET=off: workers load no image model, bots offer no
+        /image (and the service refuses one)."""
+        return not images_off(self.image_preset)
 
     def token(self, platform: Platform) -> str | None:
         secret = self.discord_token if platform == "discord" else self.telegram_token

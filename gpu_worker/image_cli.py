@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from config.settings import images_off
+
 console = Console(stderr=True)
 SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
@@ -24,11 +26,15 @@ def run_image(
     from gpu_worker.image import load_image_model
     from gpu_worker.image_encode import ImageTooLarge
     from gpu_worker.image_job import ImageRequest, check_image_request, make_image
-    from gpu_worker.image_presets import ImageSizeError, resolve_image_preset, with_steps
+    from gpu_worker.image_presets import ImageSizeError, image_preset_names, resolve_image_preset, with_steps
     from gpu_worker.hub_cache import WEIGHTS_MODES
     from gpu_worker.pipeline import PipelineError, pick_device
     from gpu_worker.presets import PresetOptionError, UnknownPresetError, parse_size
 
+    if images_off(preset):
+        console.print(f"[red]error:[/red] image preset 'off' makes no image (it turns /image off "
+                      f"on a bot); pick one of {', '.join(image_preset_names())}")
+        return 2
     device = pick_device(device)
     try:
         fmt = SUFFIX_FORMATS.get(output.suffix.lower())

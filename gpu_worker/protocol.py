@@ -61,6 +61,7 @@ FAILURES: dict[str, str] = {
     "bad_size": "Image size must be a multiple of {multiple:g} pixels a side, between "
                 "{min_side:g} and {max_side:g} (asked {width:g}x{height:g}).",
     "image_size_limit": "The image is too detailed to fit in {max_mb:.1f} MB, even as a JPEG.",
+    "images_off": "Images are turned off on this bot.",  # the worker's TALKIES_IMAGE_PRESET=off
 }
 GENERIC_FAILURE = "Something went wrong while making your video."
 TIMEOUT_ERRORS = ("TimeoutError", "CancelledError")

@@ -19,6 +19,8 @@ the same ``TALKIES_REDIS_URL`` as the bots. More GPUs or hosts = more workers on
 * One job at a time: the models (one diffusers pipeline, audiocraft's generation parameters)
   are shared, so ``TALKIES_WORKER_MAX_JOBS`` other than 1 is refused at start. Run one worker
   per GPU instead.
+* ``TALKIES_IMAGE_PRESET=off``: no image model is loaded (for GPUs that can't hold one beside
+  the video models); image jobs are refused with code ``images_off`` and refunded by the bot.
 * When its models are loaded, the worker announces its preset's limits in Redis
   (:mod:`gpu_worker.capabilities`) so the bots only offer lengths it can make; it warns at
   start when its preset can't make ``TALKIES_MAX_CLIP_SECONDS``.
@@ -130,10 +132,15 @@ async def startup(ctx: dict[str, Any]) -> None:
              "audio speed-ups: %s", preset.name, models.device, time.monotonic() - started,
              models.load_s, " and compiling" if models.video_compiled or models.music.speedups.compile
              else "", models.warm_up_s, models.music.speedups.label)
-    started = time.monotonic()
-    ctx["image"] = await asyncio.to_thread(_load_image_model, models.device)
-    log.info("image model loaded: preset %s, loaded and warmed up in %.1f s",
-             ctx["image"].preset.name, time.monotonic() - started)
+    if SETTINGS.images_enabled:
+        started = time.monotonic()
+        ctx["image"] = await asyncio.to_thread(_load_image_model, models.device)
+        log.info("image model loaded: preset %s, loaded and warmed up in %.1f s",
+                 ctx["image"].preset.name, time.monotonic() - started)
+    else:
+        ctx["image"] = None
+        log.info("/image is off (TALKIES_IMAGE_PRESET=off): no image model loaded; image jobs "
+                 "are refused and refunded")
     if preset.max_seconds < SETTINGS.max_clip_seconds:
         log.warning(
             "preset %r makes clips of at most %.2f s, less than TALKIES_MAX_CLIP_SECONDS=%g: "
@@ -235,6 +242,8 @@ async def generate_image(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[s
     (PNG, or WebP/JPEG when the PNG is over the payload's ``max_bytes``)."""
     from gpu_worker.image_job import IMAGE_STAGE_LABELS, ImageRequest, check_image_request, make_image
 
+    if ctx.get("image") is None:  # TALKIES_IMAGE_PRESET=off on this worker
+        raise JobRejected("Images are turned off on this bot.", code="images_off")
     job_id = str(ctx.get("job_id") or payload.get("job_id"))
     try:
         request = ImageRequest(

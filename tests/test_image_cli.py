@@ -66,6 +66,8 @@ def test_an_image_over_max_bytes_is_written_as_webp_or_jpeg(talkies_image, tmp_p
     (["a cat", "--preset", "tiny", "--size", "0x0"], "(asked 0x0)"),
     (["a cat", "--preset", "tiny", "--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
     (["a cat", "--preset", "midjourney"], "unknown image preset 'midjourney'"),
+    (["a cat", "--preset", "OFF"], "image preset 'off' makes no image (it turns /image off on "
+                                   "a bot); pick one of auto, tiny, flux-schnell, qwen-image"),
     (["a cat", "--preset", "tiny", "--weights", "real"], "--weights must be one of"),
     (["a cat", "--preset", "tiny", "--steps", "0"], "steps must be at least 1, got 0"),
 ])
