@@ -98,7 +98,7 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
     lines = []
     if view.signed_up_now:
         lines.append(f"Welcome! You received {signup_grant} free credits to start.")
-    held = f" ({view.held} reserved for videos in progress)" if view.held else ""
+    held = f" ({view.held} reserved for requests in progress)" if view.held else ""
     afford = f", enough for {view.videos_affordable}" if view.price else ""
     image = f"; an image costs {view.image_price}" if view.image_price is not None else ""
     lines.append(f"**{view.available} credits** available{held}. A video costs {view.price}{afford}"
@@ -129,7 +129,7 @@ def credits_text(view: CreditsView, signup_grant: int) -> str:
             for job in view.jobs_in_flight
         )
     else:
-        lines.append("No videos in progress.")
+        lines.append("No requests in progress.")
     return "\n".join(lines)
 
 
@@ -146,7 +146,7 @@ def help_text(bot: "DiscordBot", lengths: ClipLengths) -> str:
         f"your own video ({s.sound_price} credits). Under every clip: Re-roll, New audio "
         f"({s.new_audio_price} credits) and Stems.\n"
         + image_help(s) +
-        "\u2022 `/credits` \u2014 your balance, today's free credits and videos in progress.\n"
+        "\u2022 `/credits` \u2014 your balance, today's free credits and requests in progress.\n"
         "\u2022 `/cancel` \u2014 cancel your newest video that hasn't started yet (refunded).\n"
         "\u2022 `/grant user amount reason` \u2014 server admins give credits from the "
         "server's pool; bot operators give freely.\n"
@@ -215,7 +215,7 @@ def register_commands(tree: app_commands.CommandTree, bot: "DiscordBot") -> None
     if settings.images_enabled:  # TALKIES_IMAGE_PRESET=off: not even listed in the client
         register_image_command(tree, bot)
 
-    @tree.command(name="credits", description="Your credits, today's free credits and videos in progress")
+    @tree.command(name="credits", description="Your credits, today's free credits and requests in progress")
     async def credits(interaction: discord.Interaction) -> None:
         await defer(interaction, ephemeral=True)
         view = await service.show_credits(actor_of(interaction))

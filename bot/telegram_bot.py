@@ -353,7 +353,7 @@ class TelegramHandlers:
         view = await self.service.show_credits(await self.actor(update))
         lines = [
             f"You have {view.available} credits"
-            + (f" (+{view.held} held for videos in progress)" if view.held else "") + ".",
+            + (f" (+{view.held} held for requests in progress)" if view.held else "") + ".",
             f"A video costs {view.price} credits: enough for {view.videos_affordable}."
             + (f" An image costs {view.image_price}." if view.image_price is not None else ""),
         ]

@@ -198,14 +198,14 @@ async def test_credits_shows_balance_daily_grant_and_jobs_in_flight(
         assert "**200 credits** available" in text and "enough for 10" in text
         assert "an image costs 2." in text
         assert "your first command each day adds 100 free credits" in text and "<t:" in text
-        assert "No videos in progress." in text
+        assert "No requests in progress." in text
 
         video = await fake.slash("video", [opt("prompt", "rain on a tin roof")], user_id=MEMBER)
         await fake.wait_for(lambda: originals(fake, video.token))
         record = await fake.slash("credits", user_id=MEMBER)
         text = await answered(fake, record)
         assert "Welcome" not in text and "received your 200 sign-up credits today" in text
-        assert "**180 credits** available (20 reserved for videos in progress)" in text
+        assert "**180 credits** available (20 reserved for requests in progress)" in text
         assert "In progress (1)" in text and "\u201crain on a tin roof\u201d \u2014 queued" in text
 
 
