@@ -37,7 +37,7 @@ from bot.clip_lengths import ClipLengths
 from bot.delivery import Progress
 from bot.service import EXAMPLE_PROMPT, Actor, Service, UserFacingError, VideoAccepted, size_text
 from bot.telegram_buttons import add_button_handlers, keyboard
-from bot.telegram_image import add_image_handlers
+from bot.telegram_image import IMAGE_PREFIX, TelegramImageHandlers, add_image_handlers
 from bot.telegram_sound import add_sound_handlers
 from bot.telegram_frontend import EDIT_INTERVAL_S, UPLOAD_LIMIT_BYTES, TelegramFrontend
 from bot.telegram_moderation import TelegramModeration
@@ -98,7 +98,8 @@ def image_help(settings: Settings) -> str:
     return (
         f"/image [WxH] <prompt> \u2013 a picture ({settings.image_price} credits; sizes "
         f"{', '.join(size_text(s) for s in settings.image_sizes)}); in a private chat a "
-        "message starting with image: works too. Under it: Re-roll, and Animate (a video from "
+        "message starting with image: works too, and in a group mention me with image: "
+        "<prompt>. Under it: Re-roll, and Animate (a video from "
         f"the same prompt, {settings.video_price} credits)\n"
     )
 
@@ -259,6 +260,9 @@ class TelegramHandlers:
             await self.reply(
                 message, f"Mention me with a prompt, e.g. @{me.username} {EXAMPLE_PROMPT}"
             )
+            return
+        if IMAGE_PREFIX.match(prompt):  # "@bot image: [WxH] prompt", as in a private chat
+            await TelegramImageHandlers(self).request(update, IMAGE_PREFIX.sub("", prompt, count=1))
             return
         await self.request_video(update, prompt)
 

@@ -2,7 +2,9 @@
 
 * ``/image <prompt>``, or ``/image <WxH> <prompt>`` for one of the offered sizes
   (TALKIES_IMAGE_SIZES; the first is the default);
-* in a private chat, a message that starts with ``image:`` (``image: 1024x576 <prompt>`` too).
+* in a private chat, a message that starts with ``image:`` (``image: 1024x576 <prompt>`` too);
+  in a group, a mention of the bot followed by ``image:`` (routed here by the group-mention
+  handler of :mod:`bot.telegram_bot`).
 
 The bot replies at once (the status message); the service checks the prompt and size and
 reserves the image price; the job is followed like ``/video`` and the picture arrives as a

@@ -92,6 +92,24 @@ async def test_image_prefix_in_a_private_chat_queues_an_image_at_the_photo_limit
     assert await available(service, ALICE) == 200 - 2 - 20
 
 
+async def test_a_group_mention_with_image_prefix_queues_an_image(
+    api: FakeBotAPI, service: Service,
+) -> None:
+    async with make_bot(service, api):
+        message = api.push_message(GROUP, ALICE, "@talkies_test_bot image: 1024x576 a harbour at night")
+        status = await api.wait_reply(GROUP.id, message["message_id"])
+        await api.wait_for(lambda: "2 credits reserved" in status.text)
+        plain = api.push_message(GROUP, ALICE, "@talkies_test_bot an image of the sea")
+        await api.wait_reply(GROUP.id, plain["message_id"])
+        await api.wait_for(lambda: len(api.bot_messages(GROUP.id)) == 2
+                           and "20 credits reserved" in api.bot_messages(GROUP.id)[1].text)
+    [(image_id, kind, _), (_, other, _)] = await job_rows(service)
+    assert (kind, other) == ("image", "video")
+    job = await service.jobs.get(image_id)
+    assert job is not None and job.prompt == "a harbour at night"
+    assert (job.params["width"], job.params["height"]) == (1024, 576)
+
+
 async def test_help_and_the_command_menu_mention_image(api: FakeBotAPI, service: Service) -> None:
     async with make_bot(service, api):
         message = api.push_message(GROUP, ALICE, "/help")
