@@ -33,10 +33,31 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]  # one transaction's statements, run on the db thread
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
 MAX_GROUP = 256  # works per hop: bounds how long one hop holds the thread and the lock
+BUSY_TIMEOUT_S = 15.0  # how long a statement waits for another bot's lock
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def _use_wal(conn: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting out another bot that holds the lock.
+
+    SQLite answers this pragma "database is locked" at once, without its busy handler, while
+    another connection opens or migrates the same new file (two bots started together), so
+    it is retried here, with backoff, for up to :data:`BUSY_TIMEOUT_S`.
+    """
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + BUSY_TIMEOUT_S, 0.005
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, 0.25)
 
 
 def _run_hop(
@@ -96,11 +117,11 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 15000")
         try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            await _use_wal(conn)
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
             await conn._execute(migrate, conn._conn)  # noqa: SLF001 - one hop, one transaction
         except BaseException:
             await conn.close()  # or its thread keeps the process alive
