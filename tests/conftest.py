@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server on a free local port, real SQLite files, a clock."""
+"""Shared fixtures: a real redis-server on a free local port, real SQLite files, a clock, the
+real tiny worker and the fake Discord."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from arq import ArqRedis
@@ -21,6 +22,9 @@ from config import Settings, load_settings
 from gpu_worker.protocol import create_queue_pool
 from storage import Database
 from tests.workers import StageHolds
+
+if TYPE_CHECKING:  # discord.py: imported only by the tests that use it
+    from tests.discord_fake import FakeDiscord
 
 
 def free_port() -> int:
@@ -171,6 +175,23 @@ def worker(
         yield process.log_path
     finally:
         pool.stop_all()
+
+
+@pytest.fixture
+def running_worker(worker: Path, redis_url: str, stage_holds: StageHolds) -> Iterator[Path]:
+    """The module's worker, with Redis emptied for this test (``redis_url`` flushes it); any
+    stage hold a failed test left is released after it."""
+    yield worker
+    stage_holds.release()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """The fake Discord (guild 7001), started, with discord.py pointed at it for this test."""
+    from tests.discord_fake import serving
+
+    async with serving() as server:
+        yield server
 
 
 def ffprobe(media: Path | bytes, folder: Path | None = None) -> dict[str, Any]:
