@@ -147,7 +147,8 @@ def tiny_model_cache(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def stage_holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
-    """The ``worker`` fixture's stage-hold hook: hold its jobs at a stage until released."""
+    """The stage-hold hook of this module's workers (the ``worker`` fixture's, or a module's own
+    pool's): hold their jobs at a stage until released; every hold is released at the end."""
     holds = StageHolds(tmp_path_factory.mktemp("stage-holds"))
     yield holds
     holds.release()
