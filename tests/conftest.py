@@ -1,8 +1,9 @@
 """Shared fixtures: a real redis-server on a free local port, real SQLite files, a clock, the
-real tiny worker and the fake Discord."""
+tiny models, the real tiny worker and the fake Discord."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -23,7 +24,8 @@ from gpu_worker.protocol import create_queue_pool
 from storage import Database
 from tests.workers import StageHolds
 
-if TYPE_CHECKING:  # discord.py: imported only by the tests that use it
+if TYPE_CHECKING:  # discord.py, torch and the models: imported only by the tests that use them
+    from gpu_worker.pipeline import Models
     from tests.discord_fake import FakeDiscord
 
 
@@ -143,6 +145,20 @@ def settings(tmp_path: Path) -> Settings:
 def tiny_model_cache(request: pytest.FixtureRequest) -> Path:
     """One folder for the tiny random-weight models, built once and kept in pytest's cache."""
     return Path(request.config.cache.mkdir("talkies-tiny-models"))
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_cache: Path) -> Models:
+    """The tiny models for this module, at 64x64 with 2 steps (the saved weights don't depend on
+    either)."""
+    from gpu_worker.pipeline import load_models
+    from gpu_worker.presets import PRESETS
+
+    loaded = load_models("tiny", "cpu", tiny_model_cache)
+    small = dataclasses.replace(PRESETS["tiny"], width=64, height=64, steps=2)
+    loaded.preset = small
+    loaded.video.preset = small
+    return loaded
 
 
 @pytest.fixture(scope="module")
