@@ -109,6 +109,9 @@ ROWS: list[Row] = [
     # -- moderation commands from someone who may not use them -----------------------------------
     refused(GROUP, "/ban 1002 spam", "admin"),
     refused(PRIVATE, "/audit", "operator"),
+    # -- /ban and /unban naming no one (no reply, no user id) ------------------------------------
+    refused(GROUP, "/ban", "Usage: reply to someone's message with /ban"),
+    refused(GROUP, "/unban sorry", "Usage: reply to someone's message with /unban"),
 ]
 
 
