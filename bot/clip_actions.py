@@ -36,6 +36,8 @@ REROLL, NEW_AUDIO, STEMS, ANIMATE = "reroll", "newaudio", "stems", "animate"
 BUTTON_DATA = re.compile(r"^tk:(reroll|newaudio|stems|animate):([0-9a-f]{32})$")
 NOT_YOURS = "Only the person who asked for this clip can use its buttons."
 STEM_LABELS = {"music": "music", "ambience": "ambience", "sfx": "sound effects"}
+WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems",
+        ANIMATE: "animating it"}  # each action in words, for "so {what} is not possible any more"
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,9 @@ class ClipActions:
             "not possible any more. You were not charged.",
         )
 
-    async def source(self, actor: Actor, job_id: str, what: str) -> Job:
-        """The clip behind a pressed button, if it is the presser's and still kept."""
+    async def source(self, actor: Actor, job_id: str, action: str) -> Job:
+        """The clip behind a pressed ``action`` button, if it is the presser's and still kept."""
+        what = WHAT[action]
         job = await self.service.jobs.get(job_id)
         if job is None or job.platform != actor.platform:
             raise self._gone(what)
@@ -134,7 +137,7 @@ class ClipActions:
     ) -> VideoAccepted:
         queue = self.service.queue
         if queue is None or not await clip_kept(queue.redis, job.id):
-            raise self._gone("new audio")
+            raise self._gone(WHAT[NEW_AUDIO])
         seconds = float(job.params.get("seconds") or 0.0)
         return await self.service.submit_sound(
             actor, job.prompt, seconds, cost=self.service.settings.new_audio_price,
@@ -154,7 +157,7 @@ class ClipActions:
         queue = self.service.queue
         stems = None if queue is None else await read_stems(queue.redis, job.id)
         if not stems:
-            raise self._gone("sending its stems")
+            raise self._gone(WHAT[STEMS])
         checked = {name: stems[name] for name in STEM_NAMES if name in stems}
         for data in checked.values():
             await asyncio.to_thread(_check_audio_file, data)

@@ -17,10 +17,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.clip_actions import (
-    ANIMATE, NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for,
-    parse_button,
-)
+from bot.clip_actions import STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for, parse_button
 from bot.delivery import Progress
 from bot.discord_frontend import delivery_info
 from bot.service import Service, UserFacingError
@@ -30,8 +27,6 @@ if TYPE_CHECKING:
     from bot.discord_bot import DiscordBot
 
 log = logging.getLogger(__name__)
-WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems",
-        ANIMATE: "animating it"}
 
 
 class ClipButtons(discord.ui.View):
@@ -59,7 +54,7 @@ async def handle_press(bot: DiscordBot, interaction: discord.Interaction) -> Non
     actions = ClipActions(bot.service)
     actor = actor_of(interaction)
     try:
-        job = await actions.source(actor, job_id, WHAT[action])
+        job = await actions.source(actor, job_id, action)
         if action == STEMS:
             await defer(interaction, ephemeral=False)
             stems = await actions.stems(job)

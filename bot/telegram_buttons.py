@@ -15,8 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaAudio
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 
 from bot.clip_actions import (
-    ANIMATE, NEW_AUDIO, REROLL, STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for,
-    parse_button,
+    REROLL, STEM_LABELS, STEMS, ClipActions, UploadLimits, buttons_for, parse_button,
 )
 from bot.service import Service, UserFacingError
 from storage import Job
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from bot.telegram_bot import TelegramHandlers
 
 log = logging.getLogger(__name__)
-WHAT = {REROLL: "a re-roll", NEW_AUDIO: "new audio", STEMS: "sending its stems",
-        ANIMATE: "animating it"}
 MAX_ALERT_CHARS = 200  # Telegram's limit for a callback answer
 
 
@@ -51,7 +48,7 @@ class TelegramButtons:
         action, job_id = parsed
         try:
             actor = await self.h.actor(update)
-            job = await self.actions.source(actor, job_id, WHAT[action])
+            job = await self.actions.source(actor, job_id, action)
         except UserFacingError as exc:
             await query.answer(exc.user_message[:MAX_ALERT_CHARS], show_alert=True)
             return

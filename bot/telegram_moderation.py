@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.reports import audit_text, stats_text
 
 if TYPE_CHECKING:
+    from bot.service import Actor
     from bot.telegram_bot import TelegramHandlers
 
 USAGE_BAN = (
@@ -33,49 +34,45 @@ class TelegramModeration:
     def __init__(self, handlers: TelegramHandlers) -> None:
         self.h = handlers
 
-    def _target(self, update: Update, args: list[str]) -> tuple[str, str] | None:
-        """(user id, shown name) from the replied-to message or the first argument."""
-        message = update.effective_message
-        assert message is not None
-        replied = message.reply_to_message
-        if replied is not None and replied.from_user is not None and not replied.forum_topic_created:
-            return str(replied.from_user.id), replied.from_user.full_name
-        if args and args[0].isascii() and args[0].lstrip("-").isdigit():
-            user_id = args.pop(0)
-            return user_id, f"user {user_id}"
-        return None
-
-    async def ban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _ban_request(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, cmd: str
+    ) -> tuple[Message, Actor, str, str, str] | None:
+        """(message, acting admin, user id, shown name, reason) of a /ban or /unban; the user
+        is the author of the replied-to message or the first argument. Without one, the
+        command's usage is the answer and None is returned."""
         message = update.effective_message
         assert message is not None
         args = list(context.args or [])
-        target = self._target(update, args)
-        if target is None:
-            await self.h.reply(message, USAGE_BAN.format(cmd="ban"))
-            return
-        user_id, name = target
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and not replied.forum_topic_created:
+            user_id, name = str(replied.from_user.id), replied.from_user.full_name
+        elif args and args[0].isascii() and args[0].lstrip("-").isdigit():
+            user_id = args.pop(0)
+            name = f"user {user_id}"
+        else:
+            await self.h.reply(message, USAGE_BAN.format(cmd=cmd))
+            return None
         actor = await self.h.actor(update, check_admin=True)
-        done = await self.h.service.ban(actor, user_id, " ".join(args))
+        return message, actor, user_id, name, " ".join(args)
+
+    async def ban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if (request := await self._ban_request(update, context, "ban")) is None:
+            return
+        message, actor, user_id, name, why = request
+        done = await self.h.service.ban(actor, user_id, why)
         for job in done.cancelled:
             status_id, chat_id = job.delivery.get("status_message_id"), job.delivery.get("chat_id")
             if status_id is not None and chat_id is not None:
                 self.h.frontend.set_status(int(chat_id), int(status_id), BANNED_JOB_TEXT, final=True)
         where = "everywhere" if done.everywhere else "in this group"
-        why = " ".join(args)
         text = f"{name} is {'now ' if done.new else 'still '}banned {where}. Reason: {why}."
         await self.h.reply(message, text + done.jobs_text)
 
     async def unban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        message = update.effective_message
-        assert message is not None
-        args = list(context.args or [])
-        target = self._target(update, args)
-        if target is None:
-            await self.h.reply(message, USAGE_BAN.format(cmd="unban"))
+        if (request := await self._ban_request(update, context, "unban")) is None:
             return
-        user_id, name = target
-        actor = await self.h.actor(update, check_admin=True)
-        lifted = await self.h.service.unban(actor, user_id, " ".join(args))
+        message, actor, user_id, name, why = request
+        lifted = await self.h.service.unban(actor, user_id, why)
         await self.h.reply(message, f"{name} is no longer banned." if lifted
                            else f"{name} wasn't banned here.")
 

@@ -29,13 +29,11 @@ from gpu_worker.presets import default_cache_dir
 from gpu_worker.video import (
     TINY_CHARS,
     TINY_T5,
-    _dtype_kwargs,
-    _place,
     _step_reporter,
     _to_uint8,
     build_tiny_t5_tokenizer,
-    component_dtypes,
     ensure_saved,
+    load_pipeline,
     resolve_offload,
 )
 
@@ -81,8 +79,6 @@ def load_image_model(preset: ImagePreset, device: str | torch.device = "cpu",
     :func:`gpu_worker.video.load_video_model`). Random weights are built into, and loaded from,
     the private cache of that mode, which this points the process's hub lookups at."""
     compat.prepare_torch_audio_stack()
-    import diffusers
-
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     resolve_offload(offload, device)  # a bad value fails before anything loads
@@ -96,14 +92,7 @@ def load_image_model(preset: ImagePreset, device: str | torch.device = "cpu",
             home = hub_cache.private_home(cache, weights)
             hub_cache.activate(home)
             video_weights.publish(home, source, weights, device)
-    pipeline_class = getattr(diffusers, preset.pipeline)
-    with torch.random.fork_rng(devices=[]):
-        pipeline = pipeline_class.from_pretrained(source, **_dtype_kwargs(component_dtypes(preset, device)))
-    if preset.scheduler is not None:
-        scheduler_class = getattr(diffusers, preset.scheduler)
-        pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config, **preset.scheduler_config)
-    _place(pipeline, preset, device, offload)  # type: ignore[arg-type]  # duck-typed preset
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = load_pipeline(preset, source, device, offload)
     return ImageModel(preset=preset, pipeline=pipeline, device=device, source=source)
 
 

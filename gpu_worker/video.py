@@ -103,8 +103,6 @@ def load_video_model(preset: Preset, device: str | torch.device = "cpu",
     :data:`AUTO_OFFLOAD_MIN_GB` and ``text_encoder`` below.
     """
     compat.prepare_torch_audio_stack()
-    import diffusers
-
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     resolve_offload(offload, device)  # a bad value fails before anything loads
@@ -114,6 +112,15 @@ def load_video_model(preset: Preset, device: str | torch.device = "cpu",
         source = str(preset.video_repo)
         if weights != "hub":
             video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
+    pipeline = load_pipeline(preset, source, device, offload)
+    return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+
+
+def load_pipeline(preset: Any, source: str, device: torch.device, offload: str) -> Any:
+    """The preset's diffusers pipeline (a video or an image preset) from ``source``, with the
+    preset's scheduler, placed on ``device`` as ``offload`` says, its progress bar off."""
+    import diffusers
+
     pipeline_class = getattr(diffusers, preset.pipeline)
     # accelerate (a dependency) makes from_pretrained skip the random init before loading;
     # fork_rng keeps any module that still initialises from moving the global RNG.
@@ -124,7 +131,7 @@ def load_video_model(preset: Preset, device: str | torch.device = "cpu",
         pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config, **preset.scheduler_config)
     _place(pipeline, preset, device, offload)
     pipeline.set_progress_bar_config(disable=True)
-    return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+    return pipeline
 
 
 def call_kwargs(preset: Preset, pipeline_class: type, prompt: str, num_frames: int,

@@ -1,7 +1,9 @@
-"""Shared fixtures: a real redis-server on a free local port, real SQLite files, a clock."""
+"""Shared fixtures: a real redis-server on a free local port, real SQLite files, a clock, the
+tiny models, the real tiny worker and the fake Discord."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -11,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from arq import ArqRedis
@@ -21,6 +23,10 @@ from config import Settings, load_settings
 from gpu_worker.protocol import create_queue_pool
 from storage import Database
 from tests.workers import StageHolds
+
+if TYPE_CHECKING:  # discord.py, torch and the models: imported only by the tests that use them
+    from gpu_worker.pipeline import Models
+    from tests.discord_fake import FakeDiscord
 
 
 def free_port() -> int:
@@ -142,8 +148,23 @@ def tiny_model_cache(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="module")
+def models(tiny_model_cache: Path) -> Models:
+    """The tiny models for this module, at 64x64 with 2 steps (the saved weights don't depend on
+    either)."""
+    from gpu_worker.pipeline import load_models
+    from gpu_worker.presets import PRESETS
+
+    loaded = load_models("tiny", "cpu", tiny_model_cache)
+    small = dataclasses.replace(PRESETS["tiny"], width=64, height=64, steps=2)
+    loaded.preset = small
+    loaded.video.preset = small
+    return loaded
+
+
+@pytest.fixture(scope="module")
 def stage_holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
-    """The ``worker`` fixture's stage-hold hook: hold its jobs at a stage until released."""
+    """The stage-hold hook of this module's workers (the ``worker`` fixture's, or a module's own
+    pool's): hold their jobs at a stage until released; every hold is released at the end."""
     holds = StageHolds(tmp_path_factory.mktemp("stage-holds"))
     yield holds
     holds.release()
@@ -171,6 +192,23 @@ def worker(
         yield process.log_path
     finally:
         pool.stop_all()
+
+
+@pytest.fixture
+def running_worker(worker: Path, redis_url: str, stage_holds: StageHolds) -> Iterator[Path]:
+    """The module's worker, with Redis emptied for this test (``redis_url`` flushes it); any
+    stage hold a failed test left is released after it."""
+    yield worker
+    stage_holds.release()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """The fake Discord (guild 7001), started, with discord.py pointed at it for this test."""
+    from tests.discord_fake import serving
+
+    async with serving() as server:
+        yield server
 
 
 def ffprobe(media: Path | bytes, folder: Path | None = None) -> dict[str, Any]:

@@ -783,6 +783,21 @@ class WallClock:
 
 
 @contextlib.asynccontextmanager
+async def serving(**options: Any) -> AsyncIterator[FakeDiscord]:
+    """A started fake (heartbeat every 500 ms unless told) with discord.py pointed at it; always
+    uninstalled and closed."""
+    options.setdefault("heartbeat_interval_ms", 500)
+    server = FakeDiscord(**options)
+    await server.start()
+    server.install()
+    try:
+        yield server
+    finally:
+        server.uninstall()
+        await server.close()
+
+
+@contextlib.asynccontextmanager
 async def running_bot(
     fake: FakeDiscord, settings: Settings, service: Service, **options: Any
 ) -> AsyncIterator[DiscordBot]:
@@ -815,6 +830,34 @@ def originals(fake: FakeDiscord, token: str, method: str = "PATCH") -> list[Reco
 def final_upload(fake: FakeDiscord, token: str) -> Recorded | None:
     found = [r for r in originals(fake, token) if r.files and r.status == 200]
     return found[-1] if found else None
+
+
+async def answered(fake: FakeDiscord, record: InteractionRecord) -> str:
+    """The text the user finally sees for a command answered by editing its deferral."""
+    edits = await fake.wait_for(lambda: [
+        r for r in originals(fake, record.token) if r.status == 200
+    ])
+    return str(edits[-1].content)
+
+
+async def ephemeral_error(fake: FakeDiscord, record: InteractionRecord) -> str:
+    """The private message of a refused command (deferral deleted, ephemeral follow-up)."""
+    await fake.wait_for(lambda: record.followups or record.ephemeral and originals(fake, record.token))
+    if record.followups:
+        followup = record.followups[-1]
+        assert followup["flags"] & EPHEMERAL
+        return str(followup["content"])
+    return await answered(fake, record)
+
+
+async def ephemeral_answer(fake: FakeDiscord, record: InteractionRecord) -> str:
+    """The private answer to a button press (an ephemeral follow-up or callback message)."""
+    await fake.wait_for(lambda: record.message is not None or record.followups)
+    if record.followups:
+        assert record.followups[-1]["flags"] & EPHEMERAL
+        return str(record.followups[-1]["content"])
+    assert record.ephemeral and record.message is not None
+    return str(record.message["content"])
 
 
 def make_mp4(seconds: float = 2.0, size: tuple[int, int] = (160, 120), fps: int = 24,

@@ -3,7 +3,6 @@ where their event is in the frame (equal-power), measured in the sound that come
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,9 @@ import pytest
 
 from gpu_worker.analysis import analyze_frames
 from gpu_worker.audio_types import SAMPLE_RATE
-from gpu_worker.pipeline import Models, load_models, score_frames
+from gpu_worker.pipeline import Models, score_frames
 from gpu_worker.placement import pan_of, pan_stereo, place_sfx
 from gpu_worker.plan import plan_prompt
-from gpu_worker.presets import PRESETS
 from tests.camera_clips import filmed
 
 
@@ -79,15 +77,6 @@ def test_equal_power_panning_keeps_power_and_moves_the_sound() -> None:
     first, second = track[:, SAMPLE_RATE // 2:SAMPLE_RATE], track[:, 3 * SAMPLE_RATE // 2:]
     assert level_db(first[0]) - level_db(first[1]) > 10
     assert level_db(second[1]) - level_db(second[0]) > 10
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_cache: Path) -> Models:
-    loaded = load_models("tiny", "cpu", tiny_model_cache)
-    small = dataclasses.replace(PRESETS["tiny"], width=64, height=64, steps=2)
-    loaded.preset = small
-    loaded.video.preset = small
-    return loaded
 
 
 @pytest.mark.parametrize(("ball_x", "louder"), [(0.15, "left"), (0.85, "right")])

@@ -4,59 +4,21 @@ three audio attachments; New audio comes back with the clip's picture unchanged.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.service import Service
 from config import Settings
 from tests import sound_inputs
 from tests.conftest import Clock, ffprobe
-from tests.discord_fake import FakeDiscord, InteractionRecord, final_upload, opt, running_bot
-from tests.workers import StageHolds
+from tests.discord_fake import FakeDiscord, ephemeral_answer, final_upload, opt, running_bot
+from tests.job_helpers import settled_jobs
 
 GUILD, ALICE, BOB = 7001, 1001, 1003
 TIMEOUT_S = 240.0
-EPHEMERAL = 1 << 6
-
-
-@pytest.fixture
-async def fake(worker: Path, stage_holds: StageHolds) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    stage_holds.release()
-    server.uninstall()
-    await server.close()
-
-
-async def settled_jobs(service: Service, count: int) -> list[tuple[str, str, str]]:
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        async with service.db.reading() as conn:
-            cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-            rows = [tuple(r) for r in await cursor.fetchall()]
-        if len(rows) == count and all(r[2] in ("done", "failed") for r in rows):
-            return rows
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.05)
-
-
-async def ephemeral_answer(fake: FakeDiscord, record: InteractionRecord) -> str:
-    await fake.wait_for(lambda: record.message is not None or record.followups)
-    if record.followups:
-        assert record.followups[-1]["flags"] & EPHEMERAL
-        return str(record.followups[-1]["content"])
-    assert record.ephemeral and record.message is not None
-    return str(record.message["content"])
 
 
 async def test_clip_buttons_on_discord(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, clock: Clock,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, clock: Clock,
     tmp_path: Path,
 ) -> None:
     async with running_bot(fake, settings, service):

@@ -5,18 +5,13 @@ queues the same prompt with a new seed; a clip past its keep time says so."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from bot.service import Service
-from storage import JobStatus
 from tests import sound_inputs
 from tests.conftest import Clock, ffprobe
-from tests.telegram_fake import Chat, FakeBotAPI
+from tests.job_helpers import job_rows, settled_jobs
+from tests.telegram_fake import FakeBotAPI
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     ALICE,
     BOB,
@@ -27,31 +22,8 @@ from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     make_bot,
     service,
 )
-from tests.workers import StageHolds
 
 JOB_TIMEOUT_S = 240.0
-
-
-@pytest.fixture
-async def running_worker(worker: Path, redis_url: str, stage_holds: StageHolds) -> AsyncIterator[Path]:
-    yield worker
-    stage_holds.release()
-
-
-async def jobs(service: Service) -> list[tuple[str, str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status, params FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def all_settled(service: Service, count: int) -> list[tuple[str, str, str, str]]:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        rows = await jobs(service)
-        if len(rows) == count and all(r[2] in ("done", "failed") for r in rows):
-            return rows
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.1)
 
 
 def alerts(api: FakeBotAPI) -> list[str]:
@@ -65,7 +37,7 @@ async def test_clip_buttons_end_to_end(
     async with make_bot(service, api):
         asked = api.push_message(GROUP, ALICE, f"/video {PROMPT}")
         await api.wait_for(lambda: api.videos, timeout=JOB_TIMEOUT_S)
-        [(first_id, kind, _, _)] = await all_settled(service, 1)
+        [(first_id, kind, _)] = await settled_jobs(service, 1, JOB_TIMEOUT_S)
         assert kind == "video"
         [clip] = api.videos
         rows = clip.params["reply_markup"]["inline_keyboard"]
@@ -80,7 +52,7 @@ async def test_clip_buttons_end_to_end(
         api.push_callback(GROUP, BOB, data["New"], clip.message_id)
         await api.wait_for(lambda: len(alerts(api)) == 2)
         assert set(alerts(api)) == {"Only the person who asked for this clip can use its buttons."}
-        assert len(await jobs(service)) == 1 and not api.media_groups
+        assert len(await job_rows(service)) == 1 and not api.media_groups
 
         # Stems: one media group of three audio files, each a real stereo AAC file.
         api.push_callback(GROUP, ALICE, data["Stems"], clip.message_id)
@@ -97,8 +69,8 @@ async def test_clip_buttons_end_to_end(
         # New audio: the kept clip re-scored; its picture comes back bit for bit.
         api.push_callback(GROUP, ALICE, data["New"], clip.message_id)
         await api.wait_for(lambda: len(api.videos) == 2, timeout=JOB_TIMEOUT_S)
-        rows_after = await all_settled(service, 2)
-        assert rows_after[1][1:3] == ("sound", "done")
+        rows_after = await settled_jobs(service, 2, JOB_TIMEOUT_S)
+        assert rows_after[1][1:] == ("sound", "done")
         first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
         first.write_bytes(clip.data)
         second.write_bytes(api.videos[1].data)
@@ -112,7 +84,7 @@ async def test_clip_buttons_end_to_end(
         # Re-roll: the same prompt and length, a new seed, the video price.
         api.push_callback(GROUP, ALICE, data["Re-roll"], clip.message_id)
         await api.wait_for(lambda: len(api.videos) == 3, timeout=JOB_TIMEOUT_S)
-        rows_after = await all_settled(service, 3)
+        rows_after = await settled_jobs(service, 3, JOB_TIMEOUT_S)
         old, new = await service.jobs.get(first_id), await service.jobs.get(rows_after[2][0])
         assert old is not None and new is not None and new.kind == "video"
         assert new.prompt == old.prompt and new.params["seconds"] == old.params["seconds"]
@@ -125,5 +97,5 @@ async def test_clip_buttons_end_to_end(
             api.push_callback(GROUP, ALICE, data[name], clip.message_id)
         await api.wait_for(lambda: len(alerts(api)) == 5)
         assert all("no longer kept" in text for text in alerts(api)[2:])
-        assert len(await jobs(service)) == 3 and len(api.media_groups) == 1
+        assert len(await job_rows(service)) == 3 and len(api.media_groups) == 1
         assert await available(service, ALICE) == balance

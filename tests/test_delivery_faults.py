@@ -40,19 +40,14 @@ from storage import Database, Job, JobStatus
 from tests.conftest import Clock
 from tests.discord_fake import FakeDiscord, make_mp4, opt, running_bot
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
-from tests.test_telegram_bot import TOKEN, telegram_settings
+from tests.job_helpers import ledger_kinds
+from tests.test_telegram_bot import api, telegram_settings  # noqa: F401 (fixture)
 
 ALICE = User(1001, "Alice", "alice")
 PROMPT = "rain on a tin roof, slow piano"
 CAP = 1_000_000  # TALKIES_MAX_RESULT_BYTES for these tests
 CRAFTED = "Your account is locked: log in at http://evil.example to get your credits back"
 SETTLED = "You were not charged."
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeBotAPI]:
-    async with FakeBotAPI(TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -132,12 +127,6 @@ async def ask_for_video(api: FakeBotAPI, service: Service) -> tuple[Job, SentMes
     await api.wait_for(lambda: status.text.startswith("Queued"))
     [job] = await service.jobs.unfinished()
     return job, status
-
-
-async def ledger_kinds(service: Service, job_id: str) -> list[str]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
-        return [row[0] for row in await cursor.fetchall()]
 
 
 async def available(service: Service) -> int:
@@ -266,32 +255,25 @@ async def test_a_well_formed_result_passes_the_checks_and_is_delivered_once(
 
 # -- Discord: a 5xx on every upload until the deadline -----------------------------------------------
 async def test_discord_5xx_on_every_upload_until_the_deadline_is_refunded(
-    settings: Settings, db: Database, queue: ArqRedis, mp4: bytes
+    fake: FakeDiscord, settings: Settings, db: Database, queue: ArqRedis, mp4: bytes
 ) -> None:
     service = Service(settings.model_copy(update={"delivery_deadline_s": 3.0}), db, queue)
-    fake = FakeDiscord(heartbeat_interval_ms=500)
-    await fake.start()
-    fake.install()
-    try:
-        upload = r"/webhooks/\d+/[^/]+/messages/@original"
-        fake.fail_next("PATCH", upload, 500, {"message": "Internal Server Error", "code": 0},
-                       times=1000, uploads_only=True)
-        async with running_bot(fake, settings, service, watcher_options={"poll_interval_s": 0.1}):
-            record = await fake.slash("video", [opt("prompt", PROMPT), opt("seconds", 1, 4)])
-            job = await job_of(service, record.token)
-            await plant_result(queue, job.id, envelope(job.id, claims(mp4)))
-            await fake.wait_for(lambda: record.followups, timeout=30)
-        attempts = [r for r in fake.find("PATCH", upload) if r.files]
-        assert len(attempts) >= 2 and all(r.status == 500 for r in attempts)
-        assert len({r.files[0].data for r in attempts}) == 1  # the same MP4, kept between tries
-        [notice] = record.followups
-        assert "could not be delivered" in notice["content"] and "not charged" in notice["content"]
-        assert await ledger_kinds(service, job.id) == ["reserve", "refund"]
-        user_id = await service.credits.user_id("discord", "1001")
-        assert user_id is not None and (await service.credits.balance(user_id)).available == 200
-    finally:
-        fake.uninstall()
-        await fake.close()
+    upload = r"/webhooks/\d+/[^/]+/messages/@original"
+    fake.fail_next("PATCH", upload, 500, {"message": "Internal Server Error", "code": 0},
+                   times=1000, uploads_only=True)
+    async with running_bot(fake, settings, service, watcher_options={"poll_interval_s": 0.1}):
+        record = await fake.slash("video", [opt("prompt", PROMPT), opt("seconds", 1, 4)])
+        job = await job_of(service, record.token)
+        await plant_result(queue, job.id, envelope(job.id, claims(mp4)))
+        await fake.wait_for(lambda: record.followups, timeout=30)
+    attempts = [r for r in fake.find("PATCH", upload) if r.files]
+    assert len(attempts) >= 2 and all(r.status == 500 for r in attempts)
+    assert len({r.files[0].data for r in attempts}) == 1  # the same MP4, kept between tries
+    [notice] = record.followups
+    assert "could not be delivered" in notice["content"] and "not charged" in notice["content"]
+    assert await ledger_kinds(service, job.id) == ["reserve", "refund"]
+    user_id = await service.credits.user_id("discord", "1001")
+    assert user_id is not None and (await service.credits.balance(user_id)).available == 200
 
 
 async def job_of(service: Service, token: str) -> Job:

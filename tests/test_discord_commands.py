@@ -8,7 +8,6 @@ No worker runs here: queued jobs stay queued (see test_discord_video.py for full
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,46 +21,13 @@ from gpu_worker.presets import PRESETS
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
 from tests.discord_fake import (
-    EPHEMERAL,
-    MANAGE_GUILD,
-    FakeDiscord,
-    InteractionRecord,
-    opt,
-    originals,
-    running_bot,
+    EPHEMERAL, MANAGE_GUILD, FakeDiscord, answered, ephemeral_error, opt, originals, running_bot,
+    serving,
 )
 
 GUILD = 7001
 OPERATOR = 900  # settings fixture: TALKIES_DISCORD_OPERATOR_IDS=900
 MEMBER, ADMIN, BOB = 1001, 1002, 1003
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
-
-
-async def answered(fake: FakeDiscord, record: InteractionRecord) -> str:
-    """The text the user finally sees for a command answered by editing its deferral."""
-    edits = await fake.wait_for(lambda: [
-        r for r in originals(fake, record.token) if r.status == 200
-    ])
-    return str(edits[-1].content)
-
-
-async def ephemeral_error(fake: FakeDiscord, record: InteractionRecord) -> str:
-    """The private message of a refused command (deferral deleted, ephemeral follow-up)."""
-    await fake.wait_for(lambda: record.followups or record.ephemeral and originals(fake, record.token))
-    if record.followups:
-        followup = record.followups[-1]
-        assert followup["flags"] & EPHEMERAL
-        return str(followup["content"])
-    return await answered(fake, record)
 
 
 # -- sync and start-up ---------------------------------------------------------------------------
@@ -123,22 +89,16 @@ async def test_a_configured_shard_count_runs_an_auto_sharded_client(
 ) -> None:
     # guild 7001 is on shard (7001 >> 22) % 2 == 0; this one is on shard 1
     other = (1 << 22) | 5
-    fake = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD, other), shards=2)
-    await fake.start()
-    fake.install()
-    try:
-        settings = load_settings(_env_file=None, discord_shard_count=2,
-                                 database_path=tmp_path / "db.sqlite3")
-        async with running_bot(fake, settings, Service(settings, db, queue)) as bot:
-            assert isinstance(bot.client, ShardedTalkiesClient)
-            assert sorted(tuple(i["shard"]) for i in fake.identifies) == [(0, 2), (1, 2)]
-            assert {g.id for g in bot.client.guilds} == {GUILD, other}
-            record = await fake.slash("credits", guild_id=other, user_id=MEMBER)
-            assert fake.shard_of(other) == 1
-            assert "200 credits" in await answered(fake, record)
-    finally:
-        fake.uninstall()
-        await fake.close()
+    settings = load_settings(_env_file=None, discord_shard_count=2,
+                             database_path=tmp_path / "db.sqlite3")
+    async with serving(guild_ids=(GUILD, other), shards=2) as fake, \
+            running_bot(fake, settings, Service(settings, db, queue)) as bot:
+        assert isinstance(bot.client, ShardedTalkiesClient)
+        assert sorted(tuple(i["shard"]) for i in fake.identifies) == [(0, 2), (1, 2)]
+        assert {g.id for g in bot.client.guilds} == {GUILD, other}
+        record = await fake.slash("credits", guild_id=other, user_id=MEMBER)
+        assert fake.shard_of(other) == 1
+        assert "200 credits" in await answered(fake, record)
 
 
 # -- /help and /credits ---------------------------------------------------------------------------

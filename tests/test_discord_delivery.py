@@ -37,16 +37,6 @@ INTERVAL = 0.3
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500)
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
-
-
-@pytest.fixture
 def wall() -> WallClock:
     return WallClock()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from bot.service import Actor, Service
 from config import Settings
 from storage import Job, JobStatus
 from tests.conftest import ffprobe
+from tests.job_helpers import ledger_kinds
 from tests.workers import StageHolds
 from tests.discord_fake import (
     FakeDiscord,
@@ -41,17 +41,6 @@ CLIP_TIMEOUT_S = 240.0
 INTERVAL = 0.5
 PROMPT = "a storm over a lighthouse, dramatic orchestral score, thunder"
 USER = 1001
-
-
-@pytest.fixture
-async def fake(worker: Path, stage_holds: StageHolds) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500)
-    await server.start()
-    server.install()
-    yield server
-    stage_holds.release()  # a failed test may have left a job held
-    server.uninstall()
-    await server.close()
 
 
 async def start_video(fake: FakeDiscord, **slash: object) -> InteractionRecord:
@@ -83,12 +72,6 @@ async def the_job(service: Service, record: InteractionRecord) -> Job:
     return job
 
 
-async def ledger(service: Service, job_id: str) -> list[str]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
-        return [row[0] for row in await cursor.fetchall()]
-
-
 async def settled(service: Service, record: InteractionRecord) -> Job:
     """The job once the watcher settled it (it commits right after the upload is confirmed)."""
     deadline = asyncio.get_running_loop().time() + CLIP_TIMEOUT_S
@@ -108,7 +91,7 @@ async def generating_while_held(
 
 
 async def test_video_end_to_end(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
     stage_holds: StageHolds,
 ) -> None:
     # One of the progress edits is rate limited: it must be retried, not lost or reordered.
@@ -116,9 +99,9 @@ async def test_video_end_to_end(
     stage_holds.hold("video")  # "Generating" is shown however fast the clip is made
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL):
         record = await start_video(fake)
-        await generating_while_held(fake, worker, stage_holds, record)
+        await generating_while_held(fake, running_worker, stage_holds, record)
         stage_holds.release("video")
-        upload = await wait_delivered(fake, worker, lambda: final_upload(fake, record.token))
+        upload = await wait_delivered(fake, running_worker, lambda: final_upload(fake, record.token))
         job = await settled(service, record)
 
     assert isinstance(upload, Recorded)
@@ -165,19 +148,19 @@ async def test_video_end_to_end(
 
     # 4. charged exactly once, after delivery
     assert job.status is JobStatus.DONE
-    assert await ledger(service, job.id) == ["reserve", "commit"]
+    assert await ledger_kinds(service, job.id) == ["reserve", "commit"]
     view = await service.show_credits(Actor("discord", str(USER)))
     assert (view.available, view.held, view.jobs_in_flight) == (180, 0, [])
 
 
 async def test_bot_restart_mid_job_delivers_once(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
     stage_holds: StageHolds,
 ) -> None:
     stage_holds.hold("video")
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL):
         record = await start_video(fake)
-        await generating_while_held(fake, worker, stage_holds, record)
+        await generating_while_held(fake, running_worker, stage_holds, record)
     # the first process is gone mid-job
     job = await the_job(service, record)
     assert not job.status.finished
@@ -186,29 +169,29 @@ async def test_bot_restart_mid_job_delivers_once(
 
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL) as second:
         assert second.watcher is not None
-        upload = await wait_delivered(fake, worker, lambda: final_upload(fake, record.token))
+        upload = await wait_delivered(fake, running_worker, lambda: final_upload(fake, record.token))
         job = await settled(service, record)
     assert len(fake.identifies) == 2
     assert isinstance(upload, Recorded)
     assert len([e for e in originals(fake, record.token) if e.files]) == 1
     ffprobe(upload.files[0].data, tmp_path)
     assert job.status is JobStatus.DONE
-    assert await ledger(service, job.id) == ["reserve", "commit"]
+    assert await ledger_kinds(service, job.id) == ["reserve", "commit"]
 
 
 async def test_upload_limit_below_the_clip_size_and_a_gateway_drop_mid_job(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
     caplog: pytest.LogCaptureFixture, stage_holds: StageHolds,
 ) -> None:
     limit = 40_000  # a tiny 1 s clip is ~55 kB at the worker's default bit rate
     stage_holds.hold("video")  # the gateway drops and comes back while the job is mid-way
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL) as bot:
         record = await start_video(fake, attachment_size_limit=limit)
-        await generating_while_held(fake, worker, stage_holds, record)
+        await generating_while_held(fake, running_worker, stage_holds, record)
         await fake.drop_gateway(code=4000)
         await fake.wait_for(lambda: fake.resumes() == 1 and fake.connected(), timeout=CLIP_TIMEOUT_S)
         stage_holds.release("video")
-        upload = await wait_delivered(fake, worker, lambda: final_upload(fake, record.token))
+        upload = await wait_delivered(fake, running_worker, lambda: final_upload(fake, record.token))
         job = await settled(service, record)
         assert bot.client.is_ready()
     assert job.params["max_bytes"] == limit
@@ -224,20 +207,20 @@ async def test_upload_limit_below_the_clip_size_and_a_gateway_drop_mid_job(
 
 
 async def test_token_expired_before_delivery_posts_to_the_channel(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
     stage_holds: StageHolds,
 ) -> None:
     wall = WallClock()
     stage_holds.hold("video")  # the token expires while the job is still mid-way
     async with running_bot(fake, settings, service, edit_interval_s=INTERVAL, clock=wall):
         record = await start_video(fake)
-        await generating_while_held(fake, worker, stage_holds, record)
+        await generating_while_held(fake, running_worker, stage_holds, record)
         wall.advance(15 * 60)
         fake.expire_token(record.token)
         cutoff = len(fake.requests)
         stage_holds.release("video")
         posts = await wait_delivered(
-            fake, worker, lambda: fake.find("POST", rf"/channels/{fake.channel_id}/messages")
+            fake, running_worker, lambda: fake.find("POST", rf"/channels/{fake.channel_id}/messages")
         )
         job = await settled(service, record)
     assert isinstance(posts, list) and len(posts) == 1
@@ -249,4 +232,4 @@ async def test_token_expired_before_delivery_posts_to_the_channel(
     # nothing more was sent with the dead token
     assert not [r for r in fake.requests[cutoff:] if record.token in r.path]
     assert job.status is JobStatus.DONE
-    assert await ledger(service, job.id) == ["reserve", "commit"]
+    assert await ledger_kinds(service, job.id) == ["reserve", "commit"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from bot.delivery import VideoResult
 from bot.service import Service
 from bot.telegram_bot import TelegramBot
 from gpu_worker.mux import SizeLimitError, fit_mp4
@@ -21,8 +20,10 @@ from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     bot,
     make_bot,
     noisy_mp4,
+    queued_by_hand,
     say,
     service,
+    small_clip,
 )
 
 
@@ -79,13 +80,8 @@ async def test_no_grant_is_suggested_while_the_pool_is_empty(
 async def test_no_chat_action_during_a_flood_wait(
     bot: TelegramBot, api: FakeBotAPI, service: Service
 ) -> None:
-    chat = Chat.private(ALICE)
-    message = api.push_message(chat, ALICE, PROMPT)
-    status = await api.wait_reply(chat.id, message["message_id"])
-    await api.wait_for(lambda: status.text.startswith("Queued"))
-    [job] = await service.jobs.unfinished()
-    await bot.watcher.close()
-    video = VideoResult(job.id, noisy_mp4(seconds=0.5, width=64, height=48), 0.5, 64, 48)
+    chat, _, job = await queued_by_hand(bot, api, service)
+    video = small_clip(job)
 
     bot.frontend.flood.block(chat.id, 1.0)  # as after a 429 with retry_after=1
     free_at = time.monotonic() + 1.0

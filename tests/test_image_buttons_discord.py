@@ -5,10 +5,7 @@ same prompt) buttons work for the requester only and charge what their command d
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,8 @@ from PIL import Image
 from bot.service import Service
 from config import Settings, load_settings
 from tests.conftest import ffprobe
-from tests.discord_fake import FakeDiscord, final_upload, opt, running_bot
-from tests.test_clip_buttons_discord import ephemeral_answer
-from tests.workers import StageHolds
+from tests.discord_fake import FakeDiscord, ephemeral_answer, final_upload, opt, running_bot
+from tests.job_helpers import ledger_rows, settled_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -37,36 +33,6 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-async def fake(worker: Path, stage_holds: StageHolds) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    stage_holds.release()
-    server.uninstall()
-    await server.close()
-
-
-async def settled_jobs(service: Service, count: int) -> list[tuple[str, str, str]]:
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        async with service.db.reading() as conn:
-            cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-            rows = [tuple(r) for r in await cursor.fetchall()]
-        if len(rows) == count and all(r[2] in ("done", "failed") for r in rows):
-            return rows
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.05)
-
-
-async def ledger(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute(
-            "SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL ORDER BY id")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
 def opened(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -74,7 +40,7 @@ def opened(data: bytes) -> Image.Image:
 
 
 async def test_image_and_its_buttons_end_to_end(
-    worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
+    running_worker: Path, fake: FakeDiscord, settings: Settings, service: Service, tmp_path: Path,
 ) -> None:
     price, video_price = settings.image_price, settings.video_price
     async with running_bot(fake, settings, service):
@@ -83,7 +49,7 @@ async def test_image_and_its_buttons_end_to_end(
         try:
             upload = await fake.wait_for(lambda: final_upload(fake, asked.token), timeout=TIMEOUT_S)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{worker.read_text()[-3000:]}") from None
+            raise AssertionError(f"{exc}\n{running_worker.read_text()[-3000:]}") from None
         [(first_id, kind, state)] = await settled_jobs(service, 1)
         assert (kind, state) == ("image", "done")
         [file] = upload.files
@@ -92,7 +58,7 @@ async def test_image_and_its_buttons_end_to_end(
         assert (picture.format, picture.size) == ("PNG", (128, 64))
         assert PROMPT in str(upload.content) and "128\u00d764" in str(upload.content)
         assert f"{200 - price} credits left" in str(upload.content)
-        assert await ledger(service) == [("reserve", -price), ("commit", 0)]
+        assert await ledger_rows(service) == [("reserve", -price), ("commit", 0)]
 
         message = fake.interactions[asked.token].message
         assert message is not None
@@ -129,7 +95,7 @@ async def test_image_and_its_buttons_end_to_end(
         assert clip.files[0].filename.endswith(".mp4")
         streams = ffprobe(clip.files[0].data, tmp_path)["streams"]
         assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
-        assert await ledger(service) == [
+        assert await ledger_rows(service) == [
             ("reserve", -price), ("commit", 0), ("reserve", -price), ("commit", 0),
             ("reserve", -video_price), ("commit", 0),
         ]

@@ -6,9 +6,7 @@ and say so past the keep time. The worker's own refusal of a size (its preset's 
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from PIL import Image
 from bot.service import Service
 from config import Settings, load_settings
 from tests.conftest import Clock, ffprobe
+from tests.job_helpers import job_rows, ledger_rows, settled_jobs
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_clip_buttons_telegram import alerts
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
@@ -44,29 +43,6 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-async def jobs(service: Service) -> list[tuple[str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def settled(service: Service, count: int) -> list[tuple[str, str, str]]:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        rows = await jobs(service)
-        if len(rows) == count and all(r[2] in ("done", "failed") for r in rows):
-            return rows
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.1)
-
-
-async def ledger(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute(
-            "SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL ORDER BY id")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
 async def test_image_and_its_buttons_end_to_end(
     worker: Path, api: FakeBotAPI, service: Service, clock: Clock, tmp_path: Path,
 ) -> None:
@@ -78,7 +54,7 @@ async def test_image_and_its_buttons_end_to_end(
             await api.wait_for(lambda: api.photos, timeout=JOB_TIMEOUT_S)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{worker.read_text()[-3000:]}") from None
-        [(first_id, kind, state)] = await settled(service, 1)
+        [(first_id, kind, state)] = await settled_jobs(service, 1)
         assert (kind, state) == ("image", "done")
         [photo] = api.photos
         picture = Image.open(io.BytesIO(photo.data))
@@ -89,7 +65,7 @@ async def test_image_and_its_buttons_end_to_end(
         assert PROMPT in photo.params["caption"] and "64\u00d7128" in photo.params["caption"]
         assert any(text.startswith("Queued") for text in status.texts)
         await api.wait_for(lambda: status.text == "Done: your image is below.")
-        assert await ledger(service) == [("reserve", -price), ("commit", 0)]
+        assert await ledger_rows(service) == [("reserve", -price), ("commit", 0)]
         assert api.videos == [] and api.documents == []
 
         keyboard = photo.params["reply_markup"]["inline_keyboard"][0]
@@ -102,13 +78,13 @@ async def test_image_and_its_buttons_end_to_end(
         api.push_callback(GROUP, BOB, data["Animate"], photo.message_id)
         await api.wait_for(lambda: len(alerts(api)) == 2)
         assert set(alerts(api)) == {"Only the person who asked for this clip can use its buttons."}
-        assert len(await jobs(service)) == 1
+        assert len(await job_rows(service)) == 1
 
         # Re-roll: the same prompt and size, a new seed, the image price.
         before = await available(service, ALICE)
         api.push_callback(GROUP, ALICE, data["Re-roll"], photo.message_id)
         await api.wait_for(lambda: len(api.photos) == 2, timeout=JOB_TIMEOUT_S)
-        rows = await settled(service, 2)
+        rows = await settled_jobs(service, 2)
         assert rows[1][1:] == ("image", "done")
         old, new = await service.jobs.get(first_id), await service.jobs.get(rows[1][0])
         assert old is not None and new is not None and new.prompt == old.prompt
@@ -120,7 +96,7 @@ async def test_image_and_its_buttons_end_to_end(
         # Animate: a /video job from the same prompt, at the video price, delivered as an MP4.
         api.push_callback(GROUP, ALICE, data["Animate"], photo.message_id)
         await api.wait_for(lambda: api.videos, timeout=JOB_TIMEOUT_S)
-        rows = await settled(service, 3)
+        rows = await settled_jobs(service, 3)
         assert rows[2][1:] == ("video", "done")
         video = await service.jobs.get(rows[2][0])
         assert video is not None and video.prompt == PROMPT
@@ -134,7 +110,7 @@ async def test_image_and_its_buttons_end_to_end(
             api.push_callback(GROUP, ALICE, data[name], photo.message_id)
         await api.wait_for(lambda: len(alerts(api)) == 4)
         assert all(text.startswith("This image is no longer kept") for text in alerts(api)[2:])
-        assert len(await jobs(service)) == 3
+        assert len(await job_rows(service)) == 3
         assert await available(service, ALICE) == before - price - video_price
 
 
@@ -147,11 +123,11 @@ async def test_a_size_the_workers_preset_refuses_is_refunded_with_its_reason(
     async with make_bot(service, api):
         asked = api.push_message(chat, ALICE, f"image: 72x72 {PROMPT}")
         status = await api.wait_reply(chat.id, asked["message_id"])
-        [(_, kind, state)] = await settled(service, 1)
+        [(_, kind, state)] = await settled_jobs(service, 1)
         await api.wait_for(lambda: "not charged" in status.text, timeout=JOB_TIMEOUT_S)
     assert (kind, state) == ("image", "failed")
     assert "Image size must be a multiple of 16 pixels a side" in status.text
     assert "(asked 72x72)" in status.text
-    assert await ledger(service) == [("reserve", -service.settings.image_price),
+    assert await ledger_rows(service) == [("reserve", -service.settings.image_price),
                                      ("refund", service.settings.image_price)]
     assert await available(service, ALICE) == 200 and api.photos == []

@@ -5,8 +5,6 @@ Re-roll / Animate buttons, and is found again after a restart by its file name."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from arq import ArqRedis
 
@@ -15,33 +13,13 @@ from bot.service import Service
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
 from storage import JobStatus
-from tests.discord_fake import EPHEMERAL, FakeDiscord, final_upload, opt, originals, running_bot
-from tests.test_discord_commands import answered, ephemeral_error
+from tests.discord_fake import (
+    EPHEMERAL, FakeDiscord, answered, ephemeral_error, final_upload, opt, originals, running_bot,
+)
+from tests.job_helpers import job_rows, ledger_rows
 from tests.test_image_service import picture
 
 GUILD, ALICE = 7001, 1001
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
-
-
-async def job_rows(service: Service) -> list[tuple[str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def ledger_rows(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL")
-        return [tuple(row) for row in await cursor.fetchall()]
 
 
 @pytest.mark.parametrize(("options", "needle"), [

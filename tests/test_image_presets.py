@@ -11,15 +11,13 @@ preset's. The ``*_catches_*`` tests break a preset on purpose.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-from functools import lru_cache
 from typing import Any
 
 import pytest
 import torch
 
-from gpu_worker import compat, video_weights
+from gpu_worker import video_weights
 from gpu_worker.image import build_tiny_flux_pipeline, image_call_kwargs
 from gpu_worker.image_presets import (
     DEFAULT_GPU_IMAGE_PRESET,
@@ -30,46 +28,19 @@ from gpu_worker.image_presets import (
 )
 from gpu_worker.presets import UnknownPresetError
 from gpu_worker.protocol import failure_text
+from tests.preset_helpers import stored_pipeline, unaccepted_arguments
 
 REAL = [name for name, preset in IMAGE_PRESETS.items() if not preset.is_tiny]
 STORED = [name for name in REAL if IMAGE_PRESETS[name].repo in video_weights._specs()]
 
 
-def _pipeline_class(preset: Any) -> type:
-    compat.prepare_torch_audio_stack()
-    import diffusers
-
-    return getattr(diffusers, preset.pipeline)
-
-
 def signature_problems(preset: Any) -> list[str]:
-    cls = _pipeline_class(preset)
     kwargs = image_call_kwargs(preset, "a cat", preset.width, preset.height, torch.Generator("cpu"))
-    kwargs["callback_on_step_end"] = None
-    accepted = inspect.signature(cls.__call__).parameters
-    return [f"{preset.pipeline}.__call__ has no argument {name!r}" for name in kwargs if name not in accepted]
-
-
-@lru_cache(maxsize=None)
-def _meta_pipeline(repo_id: str) -> Any:
-    """The repository's pipeline with shallow components on the meta device (no memory)."""
-    import diffusers
-
-    spec = video_weights.spec_for(repo_id)
-    with video_weights._building("meta", torch.bfloat16):
-        parts = {name: video_weights._build_component(spec, name, "shallow")
-                 for name in video_weights.model_components(spec)}
-    tokenizers = {name: None for name in spec["components"] if name.startswith("tokenizer")}
-    return getattr(diffusers, spec["pipeline"])(
-        scheduler=video_weights._build_scheduler(spec), **tokenizers, **parts)
+    return unaccepted_arguments(preset, kwargs)
 
 
 def rule_problems(preset: Any) -> list[str]:
-    spec = video_weights.spec_for(preset.repo)
-    pipe = _meta_pipeline(preset.repo)
-    problems = []
-    if spec["pipeline"] != preset.pipeline:
-        problems.append(f"stored configuration is for {spec['pipeline']}, preset calls {preset.pipeline}")
+    _, pipe, problems = stored_pipeline(preset, preset.repo)
     # FLUX and Qwen-Image pack each 2x2 block of latents into one token: the transformer takes
     # packing**2 times the VAE's latent channels.
     vae = pipe.vae.config

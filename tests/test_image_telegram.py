@@ -16,6 +16,7 @@ from bot.service import Service
 from bot.telegram_frontend import PHOTO_LIMIT_BYTES
 from gpu_worker.protocol import QUEUE_NAME
 from storage import JobStatus
+from tests.job_helpers import job_rows, ledger_rows
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_image_service import picture
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
@@ -26,18 +27,6 @@ from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     make_bot,
     service,
 )
-
-
-async def job_rows(service: Service) -> list[tuple[str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def ledger_rows(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL")
-        return [tuple(row) for row in await cursor.fetchall()]
 
 
 # -- refusals: nothing reserved, nothing queued --------------------------------------------------

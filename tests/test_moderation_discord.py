@@ -17,8 +17,10 @@ from bot.service import Actor, Service
 from config import Settings
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
-from tests.discord_fake import EPHEMERAL, MANAGE_GUILD, FakeDiscord, InteractionRecord, opt, originals, running_bot
-from tests.test_discord_commands import answered, ephemeral_error
+from tests.discord_fake import (
+    EPHEMERAL, MANAGE_GUILD, FakeDiscord, InteractionRecord, answered, ephemeral_error, opt,
+    originals, running_bot, serving,
+)
 
 GUILD, OTHER_GUILD = 7001, 7002
 OPERATOR, MEMBER, ADMIN, BOB = 900, 1001, 1002, 1003
@@ -26,12 +28,8 @@ OPERATOR, MEMBER, ADMIN, BOB = 900, 1001, 1002, 1003
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD, OTHER_GUILD))
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
+    async with serving(guild_ids=(GUILD, OTHER_GUILD)) as server:
+        yield server
 
 
 def member(user_id: int) -> Actor:

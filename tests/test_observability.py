@@ -45,20 +45,13 @@ WORKER_METRICS = free_port()
 
 
 @pytest.fixture(scope="module")
-def holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
-    stage_holds = StageHolds(tmp_path_factory.mktemp("holds"))
-    yield stage_holds
-    stage_holds.release()
-
-
-@pytest.fixture(scope="module")
 def json_worker(
     secret_redis: str, tiny_model_cache: Path, tmp_path_factory: pytest.TempPathFactory,
-    holds: StageHolds,
+    stage_holds: StageHolds,
 ) -> Iterator[WorkerProcess]:
     """One worker with JSON logs and a metrics port, on the password-protected Redis."""
     pool = WorkerPool(secret_redis, tiny_model_cache, tmp_path_factory.mktemp("logs"), env={
-        **holds.env, "TALKIES_LOG_FORMAT": "json", "TALKIES_METRICS_PORT_WORKER":
+        **stage_holds.env, "TALKIES_LOG_FORMAT": "json", "TALKIES_METRICS_PORT_WORKER":
         str(WORKER_METRICS), "TALKIES_TELEGRAM_TOKEN": TELEGRAM_TOKEN,
     })
     worker = pool.spawn()
@@ -97,17 +90,17 @@ def json_lines(text: str) -> list[dict[str, object]]:
 
 
 async def test_status_json_on_a_running_queue(
-    json_worker: WorkerProcess, holds: StageHolds, secret_redis: str, queue: ArqRedis,
+    json_worker: WorkerProcess, stage_holds: StageHolds, secret_redis: str, queue: ArqRedis,
     tmp_path: Path,
 ) -> None:
     settings = load_settings(_env_file=None, database_path=tmp_path / "talkies.sqlite3",
                              redis_url=secret_redis)
     async with Database(settings.database_path) as db:
         service = Service(settings, db, queue)
-        holds.hold("video")
+        stage_holds.hold("video")
         try:
             running = await service.request_video(Actor("discord", "1"), "rain on a tin roof")
-            await holds.wait_held("video", running.job_id, timeout=JOB_TIMEOUT_S)
+            await stage_holds.wait_held("video", running.job_id, timeout=JOB_TIMEOUT_S)
             waiting = await service.request_video(Actor("discord", "2"), "a slow sunrise")
             run = await Process.start(talkies("status", "--json"), _env(
                 tmp_path, TALKIES_REDIS_URL=secret_redis), tmp_path)
@@ -131,7 +124,7 @@ async def test_status_json_on_a_running_queue(
             assert "queue: 1 waiting" in text.output and "preset tiny" in text.output
         finally:
             assert await service.withdraw(waiting.job_id, "test over")
-            holds.release()
+            stage_holds.release()
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while await service.queue.status(running.job_id) is not QueueStatus.complete:
             assert time.monotonic() < deadline

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -23,26 +22,15 @@ from gpu_worker.pipeline import (
     PipelineError,
     ProgressEvent,
     generate_clip,
-    load_models,
     score_frames,
 )
 from gpu_worker.placement import onset_near
 from gpu_worker.plan import plan_prompt
-from gpu_worker.presets import PRESETS, UnknownPresetError, resolve_preset
+from gpu_worker.presets import UnknownPresetError, resolve_preset
 from tests import synthetic_clips
 from tests.conftest import ffprobe
 
 AAC_FRAME_S = 1024 / SAMPLE_RATE
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_cache: Path) -> Models:
-    """Tiny models at 64x64 with 2 steps (the saved weights don't depend on either)."""
-    loaded = load_models("tiny", "cpu", tiny_model_cache)
-    small = dataclasses.replace(PRESETS["tiny"], width=64, height=64, steps=2)
-    loaded.preset = small
-    loaded.video.preset = small
-    return loaded
 
 
 def test_end_to_end_mp4_streams_stems_and_progress(models: Models, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ BOB = User(1002, "Bob", "bob")  # a group admin without the granting right
 CAROL = User(1003, "Carol", "carol")  # the group's creator
 GROUP = Chat.group(-100500, "Sound lovers")
 PRIVATE = Chat.private(ALICE)
-DISCORD_GUILD = 7001
+DISCORD_GUILD = 7001  # the ``fake`` fixture's guild
 QUEUEING = "Got it: queueing your video\u2026"
 OOPS = "Something went wrong"
 
@@ -109,6 +109,9 @@ ROWS: list[Row] = [
     # -- moderation commands from someone who may not use them -----------------------------------
     refused(GROUP, "/ban 1002 spam", "admin"),
     refused(PRIVATE, "/audit", "operator"),
+    # -- /ban and /unban naming no one (no reply, no user id) ------------------------------------
+    refused(GROUP, "/ban", "Usage: reply to someone's message with /ban"),
+    refused(GROUP, "/unban sorry", "Usage: reply to someone's message with /unban"),
 ]
 
 
@@ -225,16 +228,6 @@ def _seen(record: InteractionRecord) -> str | None:
     if record.message is not None and record.message.get("content"):
         return str(record.message["content"])
     return None
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(DISCORD_GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
 
 
 def test_the_discord_table_is_wide() -> None:

@@ -15,9 +15,7 @@ Three kinds of check, each able to fail (the ``*_catches_*`` tests break a prese
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
-from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -25,7 +23,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from gpu_worker import compat, video_weights  # noqa: E402
 from gpu_worker.presets import (  # noqa: E402
     DEFAULT_GPU_PRESET,
     PRESETS,
@@ -36,47 +33,25 @@ from gpu_worker.presets import (  # noqa: E402
     resolve_preset,
 )
 from gpu_worker.video import build_tiny_ltx_pipeline, call_kwargs  # noqa: E402
+from tests.preset_helpers import (  # noqa: E402
+    pipeline_class,
+    stored_pipeline,
+    unaccepted_arguments,
+)
 
 REAL = [name for name, preset in PRESETS.items() if not preset.is_tiny]
 
 
-def _pipeline_class(preset: Any) -> type:
-    compat.prepare_torch_audio_stack()
-    import diffusers
-
-    return getattr(diffusers, preset.pipeline)
-
-
 def signature_problems(preset: Any) -> list[str]:
     """Arguments the preset would pass that its pipeline's ``__call__`` does not take."""
-    cls = _pipeline_class(preset)
-    kwargs = call_kwargs(preset, cls, "a cat", frame_count(preset, preset.min_seconds),
-                         torch.Generator("cpu"))
-    kwargs["callback_on_step_end"] = None
-    accepted = inspect.signature(cls.__call__).parameters
-    return [f"{preset.pipeline}.__call__ has no argument {name!r}" for name in kwargs if name not in accepted]
-
-
-@lru_cache(maxsize=None)
-def _meta_pipeline(repo_id: str) -> Any:
-    """The repository's pipeline with shallow components on the meta device (no memory)."""
-    import diffusers
-
-    spec = video_weights.spec_for(repo_id)
-    with video_weights._building("meta", torch.bfloat16):
-        parts = {name: video_weights._build_component(spec, name, "shallow")
-                 for name in ("transformer", "vae", "text_encoder")}
-    return getattr(diffusers, spec["pipeline"])(
-        scheduler=video_weights._build_scheduler(spec), tokenizer=None, **parts)
+    kwargs = call_kwargs(preset, pipeline_class(preset), "a cat",
+                         frame_count(preset, preset.min_seconds), torch.Generator("cpu"))
+    return unaccepted_arguments(preset, kwargs)
 
 
 def rule_problems(preset: Any) -> list[str]:
     """Where the preset's frame rule, size or length disagrees with its pipeline and checkpoint."""
-    spec = video_weights.spec_for(preset.video_repo)
-    pipe = _meta_pipeline(preset.video_repo)
-    problems = []
-    if spec["pipeline"] != preset.pipeline:
-        problems.append(f"stored configuration is for {spec['pipeline']}, preset calls {preset.pipeline}")
+    spec, pipe, problems = stored_pipeline(preset, preset.video_repo)
     temporal = getattr(pipe, "vae_temporal_compression_ratio", None) or pipe.vae_scale_factor_temporal
     spatial = getattr(pipe, "vae_spatial_compression_ratio", None) or pipe.vae_scale_factor_spatial
     patch = pipe.transformer.config.patch_size
@@ -121,7 +96,7 @@ def test_ltx_presets_arguments_run_through_their_pipeline(name: str, tiny_compon
 
 
 def _run_on_tiny(preset: Any, components: dict) -> Any:
-    cls = _pipeline_class(preset)
+    cls = pipeline_class(preset)
     pipe = cls(**components)
     pipe.set_progress_bar_config(disable=True)
     kwargs = call_kwargs(preset, cls, "a cat", 9, torch.Generator("cpu").manual_seed(0))

@@ -38,6 +38,7 @@ from gpu_worker.protocol import GENERATE_VIDEO, QUEUE_NAME, create_queue_pool
 from gpu_worker.worker import STOPPING_RENEW_EVERY_S
 from storage import Database, Job, JobStatus, NewJob
 from tests.conftest import Clock, RedisServer, ffprobe, free_port
+from tests.job_helpers import ledger_kinds
 from tests.workers import ARQ, REPO, StageHolds, WorkerPool, WorkerProcess, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -123,17 +124,9 @@ def queue_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServe
 
 
 @pytest.fixture(scope="module")
-def holds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageHolds]:
-    """The workers' stage-hold hook for this module; every hold is released at the end."""
-    stage_holds = StageHolds(tmp_path_factory.mktemp("stage-holds"))
-    yield stage_holds
-    stage_holds.release()
-
-
-@pytest.fixture(scope="module")
 def pool(
     queue_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
-    holds: StageHolds,
+    stage_holds: StageHolds,
 ) -> Iterator[WorkerPool]:
     """Worker processes for this module (started on demand); always stopped at the end."""
     workers = WorkerPool(
@@ -146,7 +139,7 @@ def pool(
             "TALKIES_WORKER_SHUTDOWN_GRACE_S": "2",
             "TALKIES_RESULT_TTL_S": "300",
             "TALKIES_MAX_CLIP_SECONDS": str(WORKER_MAX_CLIP_SECONDS),
-            **holds.env,
+            **stage_holds.env,
         },
     )
     try:
@@ -157,7 +150,7 @@ def pool(
 
 @pytest.fixture
 async def redis(
-    queue_redis: RedisServer, pool: WorkerPool, holds: StageHolds
+    queue_redis: RedisServer, pool: WorkerPool, stage_holds: StageHolds
 ) -> AsyncIterator[ArqRedis]:
     """The bots' queue pool on this module's Redis, emptied for each test."""
     if queue_redis.process is None:  # a test stopped it and failed before starting it again
@@ -167,7 +160,7 @@ async def redis(
     if keys:  # everything but the workers' own records (they rewrite them every 10 s)
         await queue.delete(*keys)
     yield queue
-    holds.release()  # a test may have held a stage
+    stage_holds.release()  # a test may have held a stage
     for worker in pool.workers:
         worker.resume()  # a test may have paused some
     await queue.aclose()
@@ -229,18 +222,31 @@ async def wait_settled(
     await wait_until(done, timeout, f"jobs {job_ids} to settle", pool)
 
 
-async def ledger_kinds(service: Service, job_id: str) -> list[str]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
-        return [row[0] for row in await cursor.fetchall()]
-
-
 async def balance(service: Service, actor: Actor) -> tuple[int, int]:
     """(available, held) for a user."""
     user_id = await service.credits.user_id(actor.platform, actor.user_id)
     assert user_id is not None
     result = await service.credits.balance(user_id)
     return result.available, result.held
+
+
+async def assert_delivered_once(
+    service: Service, frontend: RecordingFrontend, pool: WorkerPool, job_id: str
+) -> None:
+    """The job delivered once, on its first try, and charged once."""
+    assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == [], job_id
+    assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
+    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+
+
+async def assert_timed_out_and_refunded(
+    service: Service, frontend: RecordingFrontend, job_id: str
+) -> None:
+    """Alice's job not delivered, refused as timed out, and refunded (her 200 credits back)."""
+    assert frontend.delivered(job_id) == []
+    assert frontend.failed(job_id) == [TIMED_OUT]
+    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
+    assert await balance(service, ALICE) == (200, 0)
 
 
 async def job_status(service: Service, job_id: str) -> JobStatus:
@@ -340,9 +346,7 @@ async def test_two_workers_drain_the_queue_running_each_job_once(
     await wait_settled(frontend, job_ids, pool, watchers=(watcher,))
 
     for job_id in job_ids:
-        assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
-        assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
-        assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+        await assert_delivered_once(service, frontend, pool, job_id)
     ran_by = {name for job_id in job_ids for name, _ in pool.started(job_id)}
     assert ran_by == {w.name for w in workers}, "both workers should have taken jobs"
     for actor in (ALICE, BOB, CAROL):
@@ -353,18 +357,18 @@ async def test_two_workers_drain_the_queue_running_each_job_once(
 # -- 3. a worker dies mid-job -----------------------------------------------------------------------
 async def test_a_worker_killed_mid_job_hands_the_job_to_another(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
-    frontend: RecordingFrontend, holds: StageHolds,
+    frontend: RecordingFrontend, stage_holds: StageHolds,
 ) -> None:
     await pool.ensure(2)
-    holds.hold("video")  # mid-job for as long as this test needs, on any machine
+    stage_holds.hold("video")  # mid-job for as long as this test needs, on any machine
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await holds.wait_held("video", job_id, SETTLE_S)
+    await stage_holds.wait_held("video", job_id, SETTLE_S)
     [(victim_name, first_try)] = pool.started(job_id)
     assert first_try == 1
     victim = next(w for w in pool.workers if w.name == victim_name)
     victim.kill()
-    holds.release("video")
+    stage_holds.release("video")
     assert await redis.exists(result_key_prefix + job_id) == 0
     with pytest.raises(UserFacingError) as refused:  # it is running: no cancelling any more
         await service.cancel_job(ALICE, job_id)
@@ -409,9 +413,7 @@ async def test_a_redis_restart_loses_no_job(
 
     await wait_settled(frontend, job_ids, pool, watchers=(watcher,))
     for job_id in job_ids:
-        assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == [], job_id
-        assert [tries for _, tries in pool.started(job_id)] == [1], pool.started(job_id)
-        assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+        await assert_delivered_once(service, frontend, pool, job_id)
     assert all(w.alive() for w in workers), pool.logs()  # they rode it out
     assert await leftover_keys(redis) == set()
 
@@ -419,14 +421,14 @@ async def test_a_redis_restart_loses_no_job(
 # -- 5. the bot restarts -----------------------------------------------------------------------------
 async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     pool: WorkerPool, redis: ArqRedis, service: Service, frontend: RecordingFrontend,
-    holds: StageHolds,
+    stage_holds: StageHolds,
 ) -> None:
     await pool.ensure(2)
-    holds.hold("video")  # the job stays mid-way until the bot has restarted
+    stage_holds.hold("video")  # the job stays mid-way until the bot has restarted
     first = JobWatcher(service, frontend, poll_interval_s=0.2)
     job_id = await request(service, ALICE)
     first.follow(job_id)
-    await holds.wait_held("video", job_id, SETTLE_S)
+    await stage_holds.wait_held("video", job_id, SETTLE_S)
     await wait_until(
         lambda: any(p.state == "running" for p in frontend.progress_of(job_id)), SETTLE_S,
         "the job to show as running", pool,
@@ -434,7 +436,7 @@ async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     await first.close()
     assert frontend.deliveries == []
     assert await job_status(service, job_id) is JobStatus.RUNNING
-    holds.release("video")
+    stage_holds.release("video")
 
     second = JobWatcher(service, frontend, poll_interval_s=0.2)
     try:
@@ -446,10 +448,8 @@ async def test_a_bot_restart_mid_job_delivers_once_and_charges_once(
     assert await third.resume() == 0
     await third.close()
 
-    assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
-    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    await assert_delivered_once(service, frontend, pool, job_id)
     assert await balance(service, ALICE) == (180, 0)
-    assert [tries for _, tries in pool.started(job_id)] == [1]
 
 
 async def test_a_bot_stopped_before_the_upload_was_confirmed_uploads_on_restart(
@@ -491,27 +491,24 @@ def worker_running(pool: WorkerPool, job_id: str) -> WorkerProcess:
 
 async def test_a_job_past_the_timeout_is_stopped_and_refunded(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
-    frontend: RecordingFrontend, holds: StageHolds,
+    frontend: RecordingFrontend, stage_holds: StageHolds,
 ) -> None:
     """Held as the SFX start (AudioGen, a stage that once reported nothing) until the worker
     has timed the job out; released, the pipeline stops inside that stage."""
     await pool.ensure(2)
-    holds.hold("sfx")
+    stage_holds.hold("sfx")
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await holds.wait_held("sfx", job_id, SETTLE_S)
+    await stage_holds.wait_held("sfx", job_id, SETTLE_S)
     worker = worker_running(pool, job_id)
     await wait_until(
         lambda: f"job {job_id} (try 1) cancelled: stopping its pipeline" in worker.log(),
         JOB_TIMEOUT_S + SETTLE_S, "the worker to time the job out", pool,
     )
-    holds.release("sfx")
+    stage_holds.release("sfx")
     await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
 
-    assert frontend.delivered(job_id) == []
-    assert frontend.failed(job_id) == [TIMED_OUT]
-    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
-    assert await balance(service, ALICE) == (200, 0)
+    await assert_timed_out_and_refunded(service, frontend, job_id)
     assert [tries for _, tries in pool.started(job_id)] == [1]  # a timeout is not retried
     # The pipeline stopped at its first check in the SFX generation (the prompt asks for
     # thunder, so there is one), and its progress reports were all sent before the result:
@@ -522,17 +519,17 @@ async def test_a_job_past_the_timeout_is_stopped_and_refunded(
 
 async def test_a_worker_that_hangs_past_its_timeout_keeps_the_job_until_it_stops(
     pool: WorkerPool, redis: ArqRedis, service: Service, watcher: JobWatcher,
-    frontend: RecordingFrontend, holds: StageHolds,
+    frontend: RecordingFrontend, stage_holds: StageHolds,
 ) -> None:
     """The pipeline hangs in the encode stage (the hook ignores the stop, like a stuck kernel)
     well past the moment arq's in-progress key would have expired: the worker keeps renewing
     it, so the idle second worker never starts the job; once the hang ends the job stops,
     is refunded with a message, and the ledger is exact."""
     workers = await pool.ensure(2)
-    holds.hold("encode")
+    stage_holds.hold("encode")
     job_id = await request(service, ALICE)
     watcher.follow(job_id)
-    await holds.wait_held("encode", job_id, SETTLE_S)
+    await stage_holds.wait_held("encode", job_id, SETTLE_S)
     hung = worker_running(pool, job_id)
     key = in_progress_key_prefix + job_id
     arq_expiry = time.time() + await redis.pttl(key) / 1000  # job start + timeout + 10 s
@@ -549,12 +546,9 @@ async def test_a_worker_that_hangs_past_its_timeout_keeps_the_job_until_it_stops
     assert all(w.alive() for w in workers) and len(pool.alive) >= 2  # another worker was free
     assert frontend.settled(job_id) is False
 
-    holds.release("encode")
+    stage_holds.release("encode")
     await wait_settled(frontend, [job_id], pool, watchers=(watcher,))
-    assert frontend.delivered(job_id) == []
-    assert frontend.failed(job_id) == [TIMED_OUT]
-    assert await ledger_kinds(service, job_id) == ["reserve", "refund"]
-    assert await balance(service, ALICE) == (200, 0)
+    await assert_timed_out_and_refunded(service, frontend, job_id)
     assert pool.started(job_id) == [(hung.name, 1)]
     assert f"job {job_id} cancelled (try 1); its pipeline stopped during encode" in hung.log()
     assert await leftover_keys(redis) == set()
@@ -579,9 +573,7 @@ async def test_a_duplicate_enqueue_runs_once_and_charges_once(
         await wait_settled(frontend, [job_id], pool, watchers=(watcher, other))
     finally:
         await other.close()
-    assert len(frontend.delivered(job_id)) == 1 and frontend.failed(job_id) == []
-    assert [tries for _, tries in pool.started(job_id)] == [1]
-    assert await ledger_kinds(service, job_id) == ["reserve", "commit"]
+    await assert_delivered_once(service, frontend, pool, job_id)
     assert await balance(service, ALICE) == (180, 0)
 
 

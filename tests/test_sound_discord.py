@@ -3,10 +3,7 @@ real Redis, and (end to end) the real arq worker on the tiny preset."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,36 +13,13 @@ from config import Settings
 from storage import JobStatus
 from tests import sound_inputs
 from tests.conftest import ffprobe
-from tests.discord_fake import FakeDiscord, final_upload, opt, running_bot
-from tests.test_discord_commands import ephemeral_error
+from tests.discord_fake import FakeDiscord, ephemeral_error, final_upload, opt, running_bot
+from tests.job_helpers import job_rows, ledger_rows, settled_jobs
 from tests.workers import StageHolds
 
 GUILD = 7001
 USER = 1001
 CLIP_TIMEOUT_S = 240.0
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500, guild_ids=(GUILD,))
-    await server.start()
-    server.install()
-    yield server
-    server.uninstall()
-    await server.close()
-
-
-async def job_rows(service: Service) -> list[tuple[str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def ledger_rows(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute(
-            "SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL ORDER BY id")
-        return [tuple(row) for row in await cursor.fetchall()]
 
 
 async def send_sound(fake: FakeDiscord, data: bytes, prompt: str | None = None, **attachment: object):
@@ -97,12 +71,8 @@ async def test_sound_end_to_end(
                                          timeout=CLIP_TIMEOUT_S)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{worker.read_text()[-3000:]}") from None
-        deadline = time.monotonic() + CLIP_TIMEOUT_S
-        while (rows := await job_rows(service))[0][2] != JobStatus.DONE.value:
-            assert time.monotonic() < deadline, rows
-            await asyncio.sleep(0.05)
-    [(_, kind, _)] = rows
-    assert kind == "sound"
+        [(_, kind, state)] = await settled_jobs(service, 1, CLIP_TIMEOUT_S)
+    assert (kind, state) == ("sound", JobStatus.DONE.value)
     delivered = tmp_path / "delivered.mp4"
     delivered.write_bytes(upload.files[0].data)
     assert sound_inputs.video_md5(delivered) == sound_inputs.video_md5(source)

@@ -14,8 +14,7 @@ import pytest
 
 from gpu_worker.audio_types import SAMPLE_RATE
 from gpu_worker.mux import decode_audio
-from gpu_worker.pipeline import Models, load_models
-from gpu_worker.presets import PRESETS
+from gpu_worker.pipeline import Models
 from gpu_worker.protocol import failure_text
 from gpu_worker.sound_job import SoundRequest, make_sound
 from gpu_worker.video_input import (
@@ -127,15 +126,6 @@ def test_prompt_decides_whether_the_upload_sound_stays(prompt: str, keep: bool) 
 
 
 # -- with the tiny models -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def models(tiny_model_cache: Path) -> Models:
-    loaded = load_models("tiny", "cpu", tiny_model_cache)
-    small = dataclasses.replace(PRESETS["tiny"], width=64, height=64, steps=2)
-    loaded.preset = small
-    loaded.video.preset = small
-    return loaded
-
-
 def test_make_sound_places_sfx_on_the_bounces_and_keeps_the_picture(
     models: Models, tmp_path: Path
 ) -> None:

@@ -4,10 +4,7 @@ anything is reserved; a good one comes back with its picture unchanged and is ch
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from bot.telegram_frontend import DONE_TEXT
 from storage import JobStatus
 from tests import sound_inputs
 from tests.conftest import ffprobe
+from tests.job_helpers import job_rows, ledger_rows, settled_jobs
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     ALICE,
@@ -26,22 +24,8 @@ from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
     make_bot,
     service,
 )
-from tests.workers import StageHolds
 
 JOB_TIMEOUT_S = 240.0
-
-
-async def job_rows(service: Service) -> list[tuple[str, str, str]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT id, kind, status FROM jobs ORDER BY created_at")
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def ledger_rows(service: Service) -> list[tuple[str, int]]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute(
-            "SELECT kind, delta FROM ledger WHERE job_id IS NOT NULL ORDER BY id")
-        return [tuple(row) for row in await cursor.fetchall()]
 
 
 def video_field(api: FakeBotAPI, data: bytes, **overrides: object) -> dict[str, object]:
@@ -110,23 +94,6 @@ async def test_in_groups_only_videos_captioned_sound_are_taken(
 
 
 # -- end to end through the queue and a real worker ---------------------------------------------
-@pytest.fixture
-async def running_worker(worker: Path, redis_url: str, stage_holds: StageHolds) -> AsyncIterator[Path]:
-    yield worker
-    stage_holds.release()
-
-
-async def settled(service: Service, timeout: float = JOB_TIMEOUT_S) -> tuple[str, str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = await job_rows(service)
-        if rows and rows[0][2] in (JobStatus.DONE.value, JobStatus.FAILED.value):
-            return rows[0]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs: {rows}")
-        await asyncio.sleep(0.1)
-
-
 async def test_sound_reply_in_a_group_end_to_end(
     running_worker: Path, api: FakeBotAPI, service: Service, tmp_path: Path,
 ) -> None:
@@ -141,7 +108,7 @@ async def test_sound_reply_in_a_group_end_to_end(
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{running_worker.read_text()[-3000:]}") from None
         await api.wait_for(lambda: status.text == DONE_TEXT, timeout=JOB_TIMEOUT_S)
-        job_id, kind, state = await settled(service)
+        [(job_id, kind, state)] = await settled_jobs(service, 1, JOB_TIMEOUT_S)
 
     assert (kind, state) == ("sound", JobStatus.DONE.value)
     [video] = api.videos
@@ -168,7 +135,7 @@ async def test_truncated_upload_fails_on_the_worker_and_is_refunded(
         status = await api.wait_reply(chat.id, message["message_id"])
         await api.wait_for(lambda: "cut short" in status.text or any(
             "cut short" in m.text for m in api.bot_messages(chat.id)), timeout=JOB_TIMEOUT_S)
-        _, kind, state = await settled(service)
+        [(_, kind, state)] = await settled_jobs(service, 1, JOB_TIMEOUT_S)
     assert (kind, state) == ("sound", JobStatus.FAILED.value)
     assert api.videos == []
     price = service.settings.sound_price

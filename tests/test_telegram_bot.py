@@ -30,7 +30,7 @@ from config import Settings
 from gpu_worker.capabilities import CapabilityAnnouncer, WorkerCapabilities
 from gpu_worker.presets import PRESETS
 from gpu_worker.protocol import QUEUE_NAME
-from storage import Database, JobStatus
+from storage import Database, Job, JobStatus
 from tests.telegram_fake import Chat, FakeBotAPI, SentMessage, User
 from tests.conftest import ffprobe
 
@@ -83,6 +83,23 @@ async def available(service: Service, user: User) -> int:
     user_id = await service.credits.user_id("telegram", str(user.id))
     assert user_id is not None
     return (await service.credits.balance(user_id)).available
+
+
+async def queued_by_hand(
+    bot: TelegramBot, api: FakeBotAPI, service: Service
+) -> tuple[Chat, SentMessage, Job]:
+    """Alice's private prompt, queued; the watcher is stopped so the test drives the frontend."""
+    chat = Chat.private(ALICE)
+    status = await say(api, chat, ALICE, PROMPT)
+    await api.wait_for(lambda: status.text.startswith("Queued"))
+    [job] = await service.jobs.unfinished()
+    await bot.watcher.close()
+    return chat, status, job
+
+
+def small_clip(job: Job) -> VideoResult:
+    """Half a second of hard-to-compress 64x48 video for ``job``."""
+    return VideoResult(job.id, noisy_mp4(seconds=0.5, width=64, height=48), 0.5, 64, 48)
 
 
 def noisy_mp4(seconds: float = 1.0, width: int = 160, height: int = 120, fps: int = 24) -> bytes:
@@ -353,12 +370,7 @@ async def test_grant_permission_matrix(
 async def test_progress_edits_are_rate_limited_newest_wins(
     bot: TelegramBot, api: FakeBotAPI, service: Service
 ) -> None:
-    chat = Chat.private(ALICE)
-    status = await say(api, chat, ALICE, PROMPT)
-    await api.wait_for(lambda: status.text.startswith("Queued"))
-    [job] = await service.jobs.unfinished()
-    await bot.watcher.close()  # drive the frontend by hand from here
-
+    _, status, job = await queued_by_hand(bot, api, service)
     frontend = bot.frontend
     for percent in range(0, 100, 10):
         await frontend.show_progress(job, Progress(job.id, "running", stage="video", percent=percent))
@@ -438,13 +450,8 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
 async def test_upload_waits_out_flood_control_and_reports_refusals(
     bot: TelegramBot, api: FakeBotAPI, service: Service
 ) -> None:
-    chat = Chat.private(ALICE)
-    message = api.push_message(chat, ALICE, PROMPT)
-    status = await api.wait_reply(chat.id, message["message_id"])
-    await api.wait_for(lambda: status.text.startswith("Queued"))
-    [job] = await service.jobs.unfinished()
-    await bot.watcher.close()
-    video = VideoResult(job.id, noisy_mp4(seconds=0.5, width=64, height=48), 0.5, 64, 48)
+    chat, status, job = await queued_by_hand(bot, api, service)
+    video = small_clip(job)
 
     api.fail("sendVideo", code=429, retry_after=1)
     await bot.frontend.deliver(job, video, "caption")
@@ -474,7 +481,8 @@ async def test_upload_waits_out_flood_control_and_reports_refusals(
     assert [m.text for m in api.replies_to(chat.id, second["message_id"])][1:] == [
         "It broke again. You were not charged."
     ]
-    assert [m.text for m in api.replies_to(chat.id, message["message_id"])][1:] == [
+    prompt_id = status.reply_to  # the first job's prompt, which its status message answers
+    assert [m.text for m in api.replies_to(chat.id, prompt_id)][1:] == [
         "Late news. You were not charged."
     ]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from bot.service import Service
 from bot.telegram_frontend import DONE_TEXT, EDIT_INTERVAL_S
 from storage import JobStatus
 from tests.conftest import ffprobe
+from tests.job_helpers import ledger_kinds
 from tests.telegram_fake import Chat, FakeBotAPI
 from tests.workers import StageHolds
 from tests.test_telegram_bot import (  # noqa: F401 (fixtures)
@@ -50,21 +50,6 @@ async def all_job_ids(service: Service) -> list[str]:
     async with service.db.reading() as conn:
         cursor = await conn.execute("SELECT id FROM jobs ORDER BY created_at")
         return [row[0] for row in await cursor.fetchall()]
-
-
-async def ledger_kinds(service: Service, job_id: str) -> list[str]:
-    async with service.db.reading() as conn:
-        cursor = await conn.execute("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
-        return [row[0] for row in await cursor.fetchall()]
-
-
-@pytest.fixture
-async def running_worker(
-    worker: Path, redis_url: str, stage_holds: StageHolds
-) -> AsyncIterator[Path]:
-    """The module's worker, with Redis emptied for this test (``redis_url`` flushes it)."""
-    yield worker
-    stage_holds.release()  # a failed test may have left a job held
 
 
 async def test_private_message_end_to_end(
