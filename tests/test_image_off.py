@@ -15,9 +15,8 @@ from bot.service import Actor, Service, UserFacingError
 from config import Settings, load_settings
 from gpu_worker.protocol import QUEUE_NAME
 from storage import Database
-from tests.discord_fake import FakeDiscord, opt, running_bot
+from tests.discord_fake import FakeDiscord, answered, opt, running_bot
 from tests.telegram_fake import Chat, FakeBotAPI
-from tests.test_discord_commands import answered, fake  # noqa: F401 (fixture)
 from tests.test_telegram_bot import ALICE, GROUP, api, make_bot, say, telegram_settings  # noqa: F401
 
 OFF_TEXT = "Images are turned off on this bot. You were not charged."
