@@ -59,16 +59,19 @@ async def test_an_image_command_without_a_prompt_gets_its_usage(
     assert await job_rows(service) == [] and await queue.zcard(QUEUE_NAME) == 0
 
 
-async def test_image_prefix_in_a_private_chat_queues_an_image_at_the_photo_limit(
-    api: FakeBotAPI, service: Service,
+@pytest.mark.parametrize(("chat", "mention"), [
+    (Chat.private(ALICE), ""),  # "image:" in a private chat
+    (GROUP, "@talkies_test_bot "),  # a mention then "image:" in a group
+])
+async def test_image_prefix_queues_an_image_at_the_photo_limit(
+    api: FakeBotAPI, service: Service, chat: Chat, mention: str,
 ) -> None:
-    chat = Chat.private(ALICE)
     async with make_bot(service, api):
-        message = api.push_message(chat, ALICE, "Image: 576x1024 a tall lighthouse at dusk")
+        message = api.push_message(chat, ALICE, f"{mention}Image: 576x1024 a tall lighthouse at dusk")
         status = await api.wait_reply(chat.id, message["message_id"])
         await api.wait_for(lambda: "2 credits reserved" in status.text)
-        # a plain private message still asks for a video
-        plain = api.push_message(chat, ALICE, "image of the sea, no colon")
+        # without the colon it still asks for a video
+        plain = api.push_message(chat, ALICE, f"{mention}image of the sea, no colon")
         await api.wait_reply(chat.id, plain["message_id"])
         await api.wait_for(lambda: len(api.bot_messages(chat.id)) == 2
                            and "20 credits reserved" in api.bot_messages(chat.id)[1].text)
@@ -79,24 +82,6 @@ async def test_image_prefix_in_a_private_chat_queues_an_image_at_the_photo_limit
     assert (job.params["width"], job.params["height"]) == (576, 1024)
     assert job.params["max_bytes"] == PHOTO_LIMIT_BYTES
     assert await available(service, ALICE) == 200 - 2 - 20
-
-
-async def test_a_group_mention_with_image_prefix_queues_an_image(
-    api: FakeBotAPI, service: Service,
-) -> None:
-    async with make_bot(service, api):
-        message = api.push_message(GROUP, ALICE, "@talkies_test_bot image: 1024x576 a harbour at night")
-        status = await api.wait_reply(GROUP.id, message["message_id"])
-        await api.wait_for(lambda: "2 credits reserved" in status.text)
-        plain = api.push_message(GROUP, ALICE, "@talkies_test_bot an image of the sea")
-        await api.wait_reply(GROUP.id, plain["message_id"])
-        await api.wait_for(lambda: len(api.bot_messages(GROUP.id)) == 2
-                           and "20 credits reserved" in api.bot_messages(GROUP.id)[1].text)
-    [(image_id, kind, _), (_, other, _)] = await job_rows(service)
-    assert (kind, other) == ("image", "video")
-    job = await service.jobs.get(image_id)
-    assert job is not None and job.prompt == "a harbour at night"
-    assert (job.params["width"], job.params["height"]) == (1024, 576)
 
 
 async def test_help_and_the_command_menu_mention_image(api: FakeBotAPI, service: Service) -> None:
