@@ -15,17 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gpu_worker import compat, hub_cache, video_weights
+from gpu_worker import compat
 from gpu_worker.audio_types import StepCallback
 from gpu_worker.image_presets import ImagePreset, check_image_size
-from gpu_worker.presets import default_cache_dir
 from gpu_worker.video import (
     TINY_CHARS,
     TINY_T5,
@@ -33,8 +31,8 @@ from gpu_worker.video import (
     _to_uint8,
     build_tiny_t5_tokenizer,
     ensure_saved,
-    load_pipeline,
-    resolve_offload,
+    LoadedPipeline,
+    load_preset_pipeline,
 )
 
 log = logging.getLogger(__name__)
@@ -62,14 +60,7 @@ TINY_CLIP: dict[str, Any] = {
 CLIP_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
 
 
-@dataclass
-class ImageModel:
-    """A loaded text-to-image pipeline and the preset it runs with."""
-
-    preset: ImagePreset
-    pipeline: Any  # a diffusers DiffusionPipeline
-    device: torch.device
-    source: str  # hub repo id or local folder it was loaded from
+ImageModel = LoadedPipeline[ImagePreset]
 
 
 def load_image_model(preset: ImagePreset, device: str | torch.device = "cpu",
@@ -78,22 +69,8 @@ def load_image_model(preset: ImagePreset, device: str | torch.device = "cpu",
     """Load the preset's pipeline onto ``device`` (``weights`` and ``offload`` as for
     :func:`gpu_worker.video.load_video_model`). Random weights are built into, and loaded from,
     the private cache of that mode, which this points the process's hub lookups at."""
-    compat.prepare_torch_audio_stack()
-    device = torch.device(device)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    resolve_offload(offload, device)  # a bad value fails before anything loads
-    if weights not in hub_cache.WEIGHTS_MODES:
-        raise ValueError(f"weights must be one of {', '.join(hub_cache.WEIGHTS_MODES)}, not {weights!r}")
-    if preset.is_tiny:
-        source = str(ensure_tiny_flux(cache))
-    else:
-        source = str(preset.repo)
-        if weights != "hub":
-            home = hub_cache.private_home(cache, weights)
-            hub_cache.activate(home)
-            video_weights.publish(home, source, weights, device)
-    pipeline = load_pipeline(preset, source, device, offload)
-    return ImageModel(preset=preset, pipeline=pipeline, device=device, source=source)
+    return load_preset_pipeline(preset, preset.repo, ensure_tiny_flux, device, cache_dir,
+                                weights, offload)
 
 
 def image_call_kwargs(preset: ImagePreset, prompt: str, width: int, height: int,

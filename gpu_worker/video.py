@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -77,14 +77,20 @@ TINY_WORDS = (
 TINY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:;\"()&"
 
 
-@dataclass
-class VideoModel:
-    """A loaded text-to-video pipeline and the preset it runs with."""
+PresetT = TypeVar("PresetT")
 
-    preset: Preset
+
+@dataclass
+class LoadedPipeline(Generic[PresetT]):
+    """A loaded diffusers pipeline and the preset (video or image) it runs with."""
+
+    preset: PresetT
     pipeline: Any  # a diffusers DiffusionPipeline
     device: torch.device
     source: str  # hub repo id or local folder it was loaded from
+
+
+VideoModel = LoadedPipeline[Preset]
 
 
 def load_video_model(preset: Preset, device: str | torch.device = "cpu",
@@ -94,26 +100,40 @@ def load_video_model(preset: Preset, device: str | torch.device = "cpu",
 
     ``weights``: ``hub`` loads the real checkpoint from the Hugging Face cache; ``random`` /
     ``shallow`` first build it with random weights into the private cache (see
-    ``video_weights.py``; :func:`gpu_worker.hub_cache.activate` must point at it), then load
-    it by the same repo id. The tiny preset is built locally whatever ``weights`` says.
+    ``video_weights.py``), point the process's hub lookups at that cache, then load it by the
+    same repo id. The tiny preset is built locally whatever ``weights`` says.
     ``offload`` (CUDA only): ``none`` keeps every component on the GPU; ``text_encoder``
     keeps the (large, once-per-clip) text encoder in RAM and moves it to the GPU only to
     encode the prompt; ``model`` does that for every component; ``sequential`` streams layer
     by layer (least memory, slowest); ``auto`` is ``none`` on a GPU of at least
     :data:`AUTO_OFFLOAD_MIN_GB` and ``text_encoder`` below.
     """
+    return load_preset_pipeline(preset, preset.video_repo, ensure_tiny_ltx, device, cache_dir,
+                                weights, offload)
+
+
+def load_preset_pipeline(preset: Any, repo: str | None, build_tiny: Callable[[Path], Path],
+                         device: str | torch.device, cache_dir: str | Path | None, weights: str,
+                         offload: str) -> LoadedPipeline[Any]:
+    """What :func:`load_video_model` and :func:`gpu_worker.image.load_image_model` share: the
+    tiny preset from ``build_tiny(cache)``, a real one from ``repo`` (random weights first built
+    into, and looked up in, the private cache of ``weights``), then :func:`load_pipeline`."""
     compat.prepare_torch_audio_stack()
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     resolve_offload(offload, device)  # a bad value fails before anything loads
+    if weights not in hub_cache.WEIGHTS_MODES:
+        raise ValueError(f"weights must be one of {', '.join(hub_cache.WEIGHTS_MODES)}, not {weights!r}")
     if preset.is_tiny:
-        source = str(ensure_tiny_ltx(cache))
+        source = str(build_tiny(cache))
     else:
-        source = str(preset.video_repo)
+        source = str(repo)
         if weights != "hub":
-            video_weights.publish(hub_cache.private_home(cache, weights), source, weights, device)
+            home = hub_cache.private_home(cache, weights)
+            hub_cache.activate(home)
+            video_weights.publish(home, source, weights, device)
     pipeline = load_pipeline(preset, source, device, offload)
-    return VideoModel(preset=preset, pipeline=pipeline, device=device, source=source)
+    return LoadedPipeline(preset=preset, pipeline=pipeline, device=device, source=source)
 
 
 def load_pipeline(preset: Any, source: str, device: torch.device, offload: str) -> Any:

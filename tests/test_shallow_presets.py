@@ -64,6 +64,19 @@ def shallow_repo(shallow_cache: Path) -> Iterator[Callable[[str], Path]]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def run_shallow(cache: Path, cwd: Path, *args: str) -> None:
+    """The user's command, ``talkies ARGS --weights shallow --device cpu``, offline against the
+    private cache in ``cache``; fails the test with the end of its stderr unless it exits 0."""
+    env = {**os.environ, "TALKIES_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("TALKIES_WEIGHTS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args, "--weights", "shallow", "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_every_real_preset_has_a_shallow_run() -> None:
     assert set(SHALLOW_RUNS) == {name for name, preset in PRESETS.items() if not preset.is_tiny}
 
@@ -77,16 +90,9 @@ def test_shallow_preset_writes_a_valid_mp4(name: str, shallow_cache: Path, shall
     size, extra = SHALLOW_RUNS[name]
     seconds = preset.min_seconds
     output = tmp_path / f"{name}.mp4"
-    env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("TALKIES_WEIGHTS", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "generate", "a dog runs on the beach, waves crash",
-         "-o", str(output), "--preset", name, "--weights", "shallow", "--device", "cpu",
-         "--seconds", f"{seconds:g}", "--size", size, *extra],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_shallow(shallow_cache, tmp_path, "generate", "a dog runs on the beach, waves crash",
+                "-o", str(output), "--preset", name, "--seconds", f"{seconds:g}", "--size", size,
+                *extra)
 
     info = ffprobe(output)
     streams = {s["codec_type"]: s for s in info["streams"]}
@@ -143,16 +149,8 @@ def test_shallow_image_preset_writes_a_valid_png(name: str, shallow_cache: Path,
     repo = shallow_repo(preset.repo)
     side = preset.min_side
     output = tmp_path / f"{name}.png"
-    env = {**os.environ, "TALKIES_CACHE_DIR": str(shallow_cache), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("TALKIES_WEIGHTS", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "image", "a lighthouse at dusk", "-o", str(output),
-         "--preset", name, "--weights", "shallow", "--device", "cpu", "--size", f"{side}x{side}",
-         *SHALLOW_IMAGE_RUNS[name]],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_shallow(shallow_cache, tmp_path, "image", "a lighthouse at dusk", "-o", str(output),
+                "--preset", name, "--size", f"{side}x{side}", *SHALLOW_IMAGE_RUNS[name])
     with Image.open(output) as image:
         image.load()
         assert (image.format, image.size) == ("PNG", (side, side))
